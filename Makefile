@@ -1,0 +1,42 @@
+# sessia: `make run` starts a development server, `make test` runs the tests.
+# Both create the virtualenv in .venv and install the project on first use.
+
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed-stamp
+
+HOST ?= 127.0.0.1
+PORT ?= 7788
+DATA ?= var
+
+.PHONY: run test lint fuzz bench clean help
+
+help:
+	@echo "make run    start the server on $(HOST):$(PORT) with an embedded PostgreSQL in ./$(DATA)"
+	@echo "make test   run the test suite"
+	@echo "make lint   ruff"
+	@echo "make bench  microbenchmarks"
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	@touch $(STAMP)
+
+run: $(STAMP)
+	@echo "WARNING: no TLS: passwords and tokens cross the network in clear. Use only on loopback or a trusted network."
+	$(PY) -m server --host $(HOST) --port $(PORT) --data-dir $(DATA) --allow-any-client
+
+test: $(STAMP)
+	$(PY) -m ruff check protocol server storage client_sdk bench tests
+	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(PY) -m ruff check protocol server storage client_sdk bench tests
+
+bench: $(STAMP)
+	$(PY) -m bench.micro
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis

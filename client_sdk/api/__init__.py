@@ -1,0 +1,10 @@
+"""Typed SDK methods, one mixin per area of the API."""
+
+from .dialogs import DialogsAPI
+from .friends import FriendsAPI
+from .media import MediaAPI
+from .messages import MessagesAPI
+from .profiles import ProfilesAPI
+from .search import SearchAPI
+
+__all__ = ["DialogsAPI", "FriendsAPI", "MediaAPI", "MessagesAPI", "ProfilesAPI", "SearchAPI"]

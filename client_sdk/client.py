@@ -1,0 +1,167 @@
+"""The client: typed async methods over one connection.
+
+    async with await client_sdk.connect("127.0.0.1", 7788, device=..., client=...) as c:
+        await c.register("alice", "alice@example.org", "correct horse")
+        me = await c.get_user(c.user_id)
+
+Typed methods raise the ``SessiaError`` subclass of a non-200 answer.
+``call(name, body)`` is the escape hatch: it sends any body (adding ``sessia``
+when the client holds a session and the body has none) and returns the answer
+as a dict, raising nothing for non-200 answers.
+"""
+
+from __future__ import annotations
+
+import ssl
+from typing import Any
+
+from protocol import requests as R
+from protocol.codecs import Codec
+from protocol.status import error_for
+
+from .api import DialogsAPI, FriendsAPI, MediaAPI, MessagesAPI, ProfilesAPI, SearchAPI
+from .errors import NotLoggedIn
+from .transport import Push, Transport, open_transport
+from .types import ClientBuild, Device, LoginResult
+
+
+class Client(ProfilesAPI, FriendsAPI, MediaAPI, DialogsAPI, MessagesAPI, SearchAPI):
+    def __init__(
+        self,
+        transport: Transport,
+        *,
+        device: Device,
+        client: ClientBuild,
+        codec: Codec = Codec.MSGPACK,
+        timeout: float | None = 30.0,
+    ) -> None:
+        self.transport = transport
+        self.device = device
+        self.client = client
+        self.codec = codec
+        self.timeout = timeout
+        self.token: str | None = None
+        self.user_id: int | None = None
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    async def __aenter__(self) -> Client:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        self.transport.close()
+        await self.transport.wait_closed()
+
+    # -- the session object --------------------------------------------------------
+
+    def sessia(self) -> dict[str, Any]:
+        """The ``sessia`` object for a request made with the current session."""
+        if self.token is None:
+            raise NotLoggedIn("register or log in first")
+        return {
+            "tocken": self.token,
+            "device": {"deviceid": self.device.deviceid},
+            "client": self.client.as_dict(),
+        }
+
+    def _login_sessia(self) -> dict[str, Any]:
+        return {"device": self.device.full(), "client": self.client.as_dict()}
+
+    # -- raw access ------------------------------------------------------------------
+
+    async def call(self, name: str, body: dict[str, Any] | None = None, *, codec: Codec | None = None) -> dict[str, Any]:
+        """Send any request; return the answer (``Status`` included) without raising
+        for non-200 codes.  Transport failures still raise ``ClientError``s."""
+        body = dict(body or {})
+        if self.token is not None and not any(k.lower() == "sessia" for k in body):
+            body["sessia"] = self.sessia()
+        return await self.transport.request(name, body, codec=codec or self.codec, timeout=self.timeout)
+
+    async def request(self, name: str, body: dict[str, Any], *, needs_session: bool = True) -> dict[str, Any]:
+        """Send a request and return the answer; raise the typed error if not 200."""
+        if needs_session:
+            body = {**body, "sessia": self.sessia()}
+        answer = await self.transport.request(name, body, codec=self.codec, timeout=self.timeout)
+        status = answer.get("Status") or {}
+        code = int(status.get("code", 500))
+        if code != 200:
+            extra = {k: v for k, v in answer.items() if k != "Status"}
+            raise error_for(code, str(status.get("message", "")), **extra)
+        return answer
+
+    async def ping(self) -> None:
+        await self.transport.ping(self.timeout)
+
+    # -- accounts --------------------------------------------------------------------
+
+    def _logged_in(self, answer: dict[str, Any]) -> LoginResult:
+        self.token = answer["Tocken"]
+        self.user_id = int(answer["Id"])
+        return LoginResult(token=self.token, user_id=self.user_id)  # type: ignore[arg-type]
+
+    async def register(self, login: str, email: str, password: str) -> LoginResult:
+        """Create an account and open a session on this device."""
+        answer = await self.request(
+            R.REGISTRATION,
+            {
+                "login": {"login": login},
+                "password": {"password": password},
+                "email": {"email": email},
+                "sessia": self._login_sessia(),
+            },
+            needs_session=False,
+        )
+        return self._logged_in(answer)
+
+    async def login(self, email: str, password: str) -> LoginResult:
+        """Log in by email (or login) and password: a new session for this device."""
+        answer = await self.request(
+            R.AUTH, {"email": email, "password": password, "sessia": self._login_sessia()}, needs_session=False
+        )
+        return self._logged_in(answer)
+
+    async def login_with_token(self, token: str) -> LoginResult:
+        """Resume a session kept from an earlier login on this device."""
+        self.token = token
+        try:
+            answer = await self.request(R.AUTH, {})
+        except Exception:
+            self.token = None
+            raise
+        return self._logged_in(answer)
+
+    async def logout(self) -> None:
+        """Revoke this session on the server (the original's ``disable``)."""
+        await self.request(R.DISABLE, {})
+        self.token = None
+        self.user_id = None
+
+    # -- pushes ----------------------------------------------------------------------
+
+    async def next_push(self) -> Push:
+        return await self.transport.pushes.get()
+
+
+async def connect(
+    host: str,
+    port: int,
+    *,
+    device: Device | dict[str, Any],
+    client: ClientBuild | dict[str, Any],
+    codec: Codec = Codec.MSGPACK,
+    timeout: float | None = 30.0,
+    tls: bool | ssl.SSLContext = False,
+    cafile: str | None = None,
+) -> Client:
+    """Open a connection.  ``tls=True`` verifies the server certificate against
+    the system's CAs, or against ``cafile`` for a self-hosted CA."""
+    context: ssl.SSLContext | None = None
+    if isinstance(tls, ssl.SSLContext):
+        context = tls
+    elif tls:
+        context = ssl.create_default_context(cafile=cafile)
+    transport = await open_transport(host, port, ssl_context=context)
+    return Client(transport, device=Device.coerce(device), client=ClientBuild.coerce(client), codec=codec, timeout=timeout)

@@ -1,0 +1,65 @@
+"""Payload codecs: msgpack (default) and JSON.
+
+A frame's body is one map.  msgpack carries binary data as ``bin``; JSON has no
+binary type, so bytes are written as base64 strings (the original API's
+``BytesBase64``) and handlers accept a base64 string wherever bytes are expected.
+"""
+
+from __future__ import annotations
+
+import base64
+from enum import IntEnum
+from typing import Any
+
+import msgpack
+import orjson
+
+from .status import BadRequest
+
+
+class Codec(IntEnum):
+    MSGPACK = 1
+    JSON = 2
+
+
+_packer = msgpack.Packer(use_bin_type=True, datetime=False)
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, (bytes, bytearray, memoryview)):
+        return base64.b64encode(bytes(obj)).decode("ascii")
+    raise TypeError(f"cannot encode {type(obj).__name__} as JSON")
+
+
+def encode_body(codec: Codec, body: dict[str, Any]) -> bytes:
+    """Serialize one body map.  Raises TypeError for values no codec can carry."""
+    if codec == Codec.MSGPACK:
+        return _packer.pack(body)
+    return orjson.dumps(body, default=_json_default)
+
+
+def decode_body(codec: int, data: bytes | memoryview) -> dict[str, Any]:
+    """Parse one body map; anything but a well-formed map is a BadRequest.
+
+    An empty payload is an empty map, so a request that needs no fields may
+    carry no body at all.
+    """
+    if not data:
+        return {}
+    try:
+        if codec == Codec.MSGPACK:
+            body = msgpack.unpackb(data, raw=False, strict_map_key=True, use_list=True, timestamp=0)
+        elif codec == Codec.JSON:
+            body = orjson.loads(data)
+        else:
+            raise BadRequest(f"unknown codec {codec}")
+    except BadRequest:
+        raise
+    except (ValueError, TypeError, UnicodeDecodeError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError):
+        name = "msgpack" if codec == Codec.MSGPACK else "JSON"
+        raise BadRequest(f"body is not valid {name}") from None
+    except RecursionError:
+        raise BadRequest("body is nested too deeply") from None
+    if not isinstance(body, dict):
+        raise BadRequest("body must be a map")
+    return body

@@ -1,0 +1,266 @@
+"""The frame layer: a fixed 14-byte header, then the payload.
+
+    offset size field
+    0      2    magic  b"SS"
+    2      1    version (1)
+    3      1    kind     (FrameKind)
+    4      1    codec    (Codec)
+    5      1    flags    (0; other values are reserved)
+    6      4    request id, unsigned big-endian (0 on pushes)
+    10     4    payload length, unsigned big-endian
+    14     n    payload
+
+REQUEST and PUSH payloads start with the name: one length byte, then that
+many ASCII bytes, then the codec-encoded body.  RESPONSE and ERROR payloads are
+the codec-encoded body alone.  PING and PONG have an empty payload.
+
+``Decoder`` is sans-IO: it takes bytes and returns events.  It never raises for
+anything the peer sends; bad input becomes a ``FrameError`` event telling the
+caller which Status to answer and whether the connection can go on.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import IntEnum
+from typing import Any
+
+from .codecs import Codec, encode_body
+from .status import Status
+
+MAGIC = b"SS"
+VERSION = 1
+HEADER = struct.Struct(">2sBBBBII")
+HEADER_SIZE = HEADER.size  # 14
+MAX_NAME_LENGTH = 64
+DEFAULT_MAX_PAYLOAD = 1 << 20  # 1 MiB for ordinary requests
+
+
+class FrameKind(IntEnum):
+    REQUEST = 1
+    RESPONSE = 2
+    PUSH = 3
+    ERROR = 4
+    PING = 5
+    PONG = 6
+
+
+NAMED_KINDS = frozenset((FrameKind.REQUEST, FrameKind.PUSH))
+_CODECS = frozenset(int(c) for c in Codec)
+
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    """One complete frame.  ``body`` is still encoded: decoding it is the
+    caller's step, so a bad body is answered with the request id known."""
+
+    kind: FrameKind
+    codec: int
+    request_id: int
+    name: str
+    body: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class FrameError:
+    """The peer sent something that is not a valid frame.
+
+    ``fatal`` means the byte stream can no longer be trusted (bad magic or
+    version): answer once and close.  Otherwise the offending frame has been (or
+    is being) skipped and the connection goes on.
+    """
+
+    request_id: int
+    code: int
+    message: str
+    fatal: bool
+    codec: int = Codec.MSGPACK
+
+
+Event = Frame | FrameError
+
+
+def _valid_name(raw: bytes) -> bool:
+    return 0 < len(raw) <= MAX_NAME_LENGTH and all(
+        48 <= b <= 57 or 65 <= b <= 90 or 97 <= b <= 122 or b in (45, 46, 95) for b in raw
+    )
+
+
+class Decoder:
+    """Incremental frame decoder with size limits.
+
+    ``accept`` is the set of kinds this side may receive (a server accepts
+    requests and pings).  ``max_payload`` bounds every frame; ``name_limits``
+    raises (or lowers) it for named frames, e.g. ``{"Media": 28 << 20}``.  An
+    oversized frame is answered as soon as its header (and name) arrive and its
+    remaining bytes are discarded unread, so it never sits in memory.
+    """
+
+    __slots__ = ("_buf", "_skip", "_closed", "accept", "max_payload", "name_limits", "_hard_max")
+
+    def __init__(
+        self,
+        accept: frozenset[FrameKind] | set[FrameKind],
+        max_payload: int = DEFAULT_MAX_PAYLOAD,
+        name_limits: Mapping[str, int] | None = None,
+    ) -> None:
+        self._buf = bytearray()
+        self._skip = 0
+        self._closed = False
+        self.accept = frozenset(accept)
+        self.max_payload = max_payload
+        self.name_limits = dict(name_limits or {})
+        self._hard_max = max([max_payload, *self.name_limits.values()])
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    @property
+    def buffered(self) -> int:
+        """Bytes held waiting for the rest of a frame."""
+        return len(self._buf)
+
+    @property
+    def pending(self) -> bool:
+        """A frame has started but not finished arriving (held or being skipped)."""
+        return bool(self._buf) or self._skip > 0
+
+    def feed(self, data: bytes) -> list[Event]:
+        if self._closed:
+            return []
+        if self._skip:
+            if len(data) <= self._skip:
+                self._skip -= len(data)
+                return []
+            data = data[self._skip :]
+            self._skip = 0
+        buf = self._buf
+        buf += data
+        events: list[Event] = []
+        pos = 0
+        end = len(buf)
+        while end - pos >= HEADER_SIZE:
+            magic, version, kind, codec, flags, request_id, length = HEADER.unpack_from(buf, pos)
+            if magic != MAGIC:
+                return self._fatal(events, request_id=0, message="bad magic: not a sessia frame")
+            if version != VERSION:
+                return self._fatal(events, request_id, f"unsupported protocol version {version}")
+            body_start = pos + HEADER_SIZE
+            frame_end = body_start + length
+            if length > self._hard_max:
+                events.append(self._too_large(request_id, codec, length, self._hard_max))
+                pos = self._discard(buf, body_start, frame_end)
+                continue
+            error = None
+            if kind not in self.accept:
+                error = (Status.BAD_REQUEST, f"unexpected frame kind {kind}")
+            elif codec not in _CODECS:
+                error = (Status.BAD_REQUEST, f"unknown codec {codec}")
+            elif flags:
+                error = (Status.BAD_REQUEST, f"unknown flags {flags:#x}")
+            if error:
+                events.append(FrameError(request_id, error[0], error[1], False, _answer_codec(codec)))
+                pos = self._discard(buf, body_start, frame_end)
+                continue
+            name = ""
+            name_end = body_start
+            if kind in NAMED_KINDS:
+                if end - body_start < 1:
+                    break
+                name_len = buf[body_start]
+                name_end = body_start + 1 + name_len
+                if name_len == 0 or name_len > MAX_NAME_LENGTH or 1 + name_len > length:
+                    events.append(FrameError(request_id, Status.BAD_REQUEST, "bad request name", False, codec))
+                    pos = self._discard(buf, body_start, frame_end)
+                    continue
+                if end < name_end:
+                    break
+                raw_name = bytes(buf[body_start + 1 : name_end])
+                if not _valid_name(raw_name):
+                    events.append(FrameError(request_id, Status.BAD_REQUEST, "bad request name", False, codec))
+                    pos = self._discard(buf, body_start, frame_end)
+                    continue
+                name = raw_name.decode("ascii")
+                limit = self.name_limits.get(name, self.max_payload)
+                if length > limit:
+                    events.append(self._too_large(request_id, codec, length, limit))
+                    pos = self._discard(buf, body_start, frame_end)
+                    continue
+            elif length > self.max_payload:
+                events.append(self._too_large(request_id, codec, length, self.max_payload))
+                pos = self._discard(buf, body_start, frame_end)
+                continue
+            if end < frame_end:
+                break
+            events.append(Frame(FrameKind(kind), codec, request_id, name, bytes(buf[name_end:frame_end])))
+            pos = frame_end
+        if pos:
+            del buf[:pos]
+        return events
+
+    def _discard(self, buf: bytearray, start: int, frame_end: int) -> int:
+        """Drop a rejected frame's bytes; the part not yet received is skipped
+        as it arrives.  Returns the new parse position."""
+        if frame_end <= len(buf):
+            return frame_end
+        self._skip = frame_end - len(buf)
+        return len(buf)
+
+    def _too_large(self, request_id: int, codec: int, length: int, limit: int) -> FrameError:
+        return FrameError(
+            request_id,
+            Status.TOO_LARGE,
+            f"frame payload of {length} bytes exceeds the limit of {limit} bytes",
+            False,
+            _answer_codec(codec),
+        )
+
+    def _fatal(self, events: list[Event], request_id: int, message: str) -> list[Event]:
+        self._closed = True
+        self._buf.clear()
+        events.append(FrameError(request_id, Status.BAD_REQUEST, message, True))
+        return events
+
+
+def _answer_codec(codec: int) -> int:
+    return codec if codec in _CODECS else Codec.MSGPACK
+
+
+def _header(kind: FrameKind, codec: int, request_id: int, length: int) -> bytes:
+    return HEADER.pack(MAGIC, VERSION, kind, codec, 0, request_id, length)
+
+
+def encode_named(kind: FrameKind, request_id: int, name: str, body: bytes, codec: int) -> bytes:
+    raw = name.encode("ascii")
+    if not _valid_name(raw):
+        raise ValueError(f"invalid frame name {name!r}")
+    return b"".join((_header(kind, codec, request_id, 1 + len(raw) + len(body)), bytes((len(raw),)), raw, body))
+
+
+def encode_request(request_id: int, name: str, body: Mapping[str, Any], codec: int = Codec.MSGPACK) -> bytes:
+    return encode_named(FrameKind.REQUEST, request_id, name, encode_body(Codec(codec), dict(body)), codec)
+
+
+def encode_push(name: str, body: Mapping[str, Any], codec: int = Codec.MSGPACK) -> bytes:
+    return encode_named(FrameKind.PUSH, 0, name, encode_body(Codec(codec), dict(body)), codec)
+
+
+def encode_response(request_id: int, body: Mapping[str, Any], codec: int = Codec.MSGPACK) -> bytes:
+    payload = encode_body(Codec(codec), body if isinstance(body, dict) else dict(body))
+    return _header(FrameKind.RESPONSE, codec, request_id, len(payload)) + payload
+
+
+def encode_error(request_id: int, code: int, message: str, codec: int = Codec.MSGPACK) -> bytes:
+    payload = encode_body(Codec(codec), {"Status": {"code": int(code), "message": message}})
+    return _header(FrameKind.ERROR, codec, request_id, len(payload)) + payload
+
+
+def encode_ping(request_id: int = 0) -> bytes:
+    return _header(FrameKind.PING, Codec.MSGPACK, request_id, 0)
+
+
+def encode_pong(request_id: int = 0) -> bytes:
+    return _header(FrameKind.PONG, Codec.MSGPACK, request_id, 0)

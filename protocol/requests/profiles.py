@@ -1,0 +1,1 @@
+"""Typed shapes of the profiles requests."""

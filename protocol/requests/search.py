@@ -1,0 +1,1 @@
+"""Typed shapes of the search requests."""

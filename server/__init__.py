@@ -1,0 +1,1 @@
+"""The sessia server: connections, dispatch, sessions and handlers."""

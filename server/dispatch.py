@@ -1,0 +1,103 @@
+"""Request routing: name -> handler, the session check, and the one place that
+turns any outcome into an answer.
+
+A handler is ``async def handler(call: Call) -> dict`` and reads like the API
+description: validate, authorize, call storage, answer.  It raises a
+``SessiaError`` for every refusal; anything else it raises is a bug, logged
+with its traceback here and answered as a bare 500.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from protocol.codecs import decode_body
+from protocol.fields import Fields
+from protocol.frames import Frame, encode_response
+from protocol.session import Sessia
+from protocol.status import BadRequest, InternalError, SessiaError
+
+if TYPE_CHECKING:
+    from .app import App
+    from .sessions import Session
+
+log = logging.getLogger("sessia.dispatch")
+
+Handler = Callable[["Call"], Awaitable[dict[str, Any]]]
+
+
+@dataclass(slots=True)
+class Call:
+    """Everything a handler may look at for one request."""
+
+    app: App
+    name: str
+    body: Fields
+    session: Session | None
+    sessia: Sessia | None
+    peer: str
+
+    @property
+    def user_id(self) -> int:
+        assert self.session is not None, "handler registered without session=True"
+        return self.session.user_id
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    name: str
+    handler: Handler
+    session: bool
+
+
+ROUTES: dict[str, Route] = {}
+
+
+def route(name: str, *, session: bool = True) -> Callable[[Handler], Handler]:
+    """Register a handler.  ``session=True``: the dispatcher checks ``sessia``
+    before the handler runs and hands it the Session."""
+
+    def register(handler: Handler) -> Handler:
+        if name in ROUTES:
+            raise RuntimeError(f"two handlers for {name}")
+        ROUTES[name] = Route(name, handler, session)
+        return handler
+
+    return register
+
+
+class Dispatcher:
+    def __init__(self, app: App) -> None:
+        self.app = app
+        from . import handlers  # noqa: F401  (registers every route)
+
+        self.routes = ROUTES
+
+    async def answer(self, body: dict[str, Any], frame: Frame, peer: str) -> dict[str, Any]:
+        route = self.routes.get(frame.name)
+        if route is None:
+            raise BadRequest(f"unknown request {frame.name!r}")
+        fields = Fields(body)
+        session = sessia = None
+        if route.session:
+            session, sessia = await self.app.sessions.authenticate(fields)
+        return await route.handler(Call(self.app, frame.name, fields, session, sessia, peer))
+
+    async def dispatch(self, frame: Frame, peer: str) -> bytes:
+        """Run one request and return the encoded response frame."""
+        try:
+            body = decode_body(frame.codec, frame.body)
+            result = await self.answer(body, frame, peer)
+        except SessiaError as exc:
+            result = exc.to_body()
+        except Exception:
+            log.exception("unhandled error in %s", frame.name)
+            result = InternalError("internal error").to_body()
+        try:
+            return encode_response(frame.request_id, result, frame.codec)
+        except (TypeError, ValueError, OverflowError):
+            log.exception("cannot encode the answer to %s", frame.name)
+            return encode_response(frame.request_id, InternalError("internal error").to_body(), frame.codec)

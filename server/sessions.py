@@ -1,0 +1,114 @@
+"""Session checks: every request but Registration and Auth-by-password.
+
+A token is ``<64 hex>?<user id>`` (the original's shape).  Only its SHA-256
+is stored.  Known sessions are cached in memory so that a request costs no
+database round trip once its session has been seen; logout, password change
+and revocation invalidate the cache explicitly.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+
+from protocol.fields import Fields
+from protocol.session import ClientInfo, Sessia, parse_sessia
+from protocol.status import Unauthorized
+from storage import sessions as session_store
+from storage.clients import KnownClient
+from storage.db import Database
+
+
+@dataclass(frozen=True, slots=True)
+class Session:
+    id: int
+    user_id: int
+    device_id: str
+    token_hash: bytes
+
+
+def new_token(user_id: int) -> str:
+    return f"{secrets.token_hex(32)}?{user_id}"
+
+
+def token_hash(token: str) -> bytes:
+    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
+
+
+class ClientRegistry:
+    """Known client builds (spec decision 11), held in memory."""
+
+    def __init__(self, allow_any: bool) -> None:
+        self.allow_any = allow_any
+        self._known: dict[tuple[str, str], int] = {}
+
+    def load(self, clients: list[KnownClient]) -> None:
+        self._known = {(c.nameclient, c.hashcert): c.min_version for c in clients}
+
+    def check(self, client: ClientInfo | None) -> None:
+        if self.allow_any:
+            return
+        if client is None:
+            raise Unauthorized("sessia.client is required: unverified client")
+        min_version = self._known.get((client.nameclient, client.hashcert))
+        if min_version is None:
+            raise Unauthorized(f"unknown client build {client.nameclient!r}: unverified client")
+        version = client.version_number()
+        if min_version and (version is None or version < min_version):
+            raise Unauthorized(f"client {client.nameclient!r} is older than the minimum version {min_version}")
+
+
+class SessionCache:
+    """token hash -> Session, with a per-user index for bulk invalidation."""
+
+    def __init__(self, db: Database, clients: ClientRegistry, max_size: int) -> None:
+        self._db = db
+        self._clients = clients
+        self._max_size = max_size
+        self._by_hash: dict[bytes, Session] = {}
+        self._by_user: dict[int, set[bytes]] = {}
+
+    def __len__(self) -> int:
+        return len(self._by_hash)
+
+    async def authenticate(self, body: Fields) -> tuple[Session, Sessia]:
+        sessia = parse_sessia(body, need_token=True)
+        self._clients.check(sessia.client)
+        digest = token_hash(sessia.tocken)  # type: ignore[arg-type]
+        session = self._by_hash.get(digest)
+        if session is None:
+            session = await self._load(digest)
+        if session.device_id != sessia.device.deviceid:
+            raise Unauthorized("token was issued to another device")
+        return session, sessia
+
+    async def _load(self, digest: bytes) -> Session:
+        row = await session_store.find_by_token_hash(self._db, digest)
+        if row is None or row.revoked_at is not None:
+            raise Unauthorized("invalid or revoked token")
+        session = Session(id=row.id, user_id=row.user_id, device_id=row.device_id, token_hash=digest)
+        self.add(session)
+        return session
+
+    def add(self, session: Session) -> None:
+        if len(self._by_hash) >= self._max_size:
+            oldest = next(iter(self._by_hash))
+            self.forget(oldest)
+        self._by_hash[session.token_hash] = session
+        self._by_user.setdefault(session.user_id, set()).add(session.token_hash)
+
+    def forget(self, digest: bytes) -> None:
+        session = self._by_hash.pop(digest, None)
+        if session is not None:
+            hashes = self._by_user.get(session.user_id)
+            if hashes is not None:
+                hashes.discard(digest)
+                if not hashes:
+                    del self._by_user[session.user_id]
+
+    def forget_user(self, user_id: int, except_session_id: int | None = None) -> None:
+        for digest in list(self._by_user.get(user_id, ())):
+            session = self._by_hash.get(digest)
+            if session is not None and session.id != except_session_id:
+                self.forget(digest)

@@ -1,0 +1,85 @@
+"""Device sessions.  A token is never stored: only its SHA-256 digest."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+import asyncpg
+
+from .db import Database
+
+
+@dataclass(frozen=True, slots=True)
+class SessionRow:
+    id: int
+    user_id: int
+    device_id: str
+    client_name: str
+    client_hashcert: str
+    client_version: str
+    created_at: datetime
+    revoked_at: datetime | None
+
+
+_COLUMNS = "id, user_id, device_id, client_name, client_hashcert, client_version, created_at, revoked_at"
+
+
+async def create_session(
+    conn: asyncpg.Connection | Database,
+    *,
+    user_id: int,
+    token_hash: bytes,
+    device_id: str,
+    device_os: str,
+    device_mac: str,
+    device_hostname: str,
+    client_name: str,
+    client_hashcert: str,
+    client_version: str,
+) -> SessionRow:
+    sql = (
+        "INSERT INTO sessions (user_id, token_hash, device_id, device_os, device_mac, device_hostname,"
+        " client_name, client_hashcert, client_version) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+        f" RETURNING {_COLUMNS}"
+    )
+    args = (user_id, token_hash, device_id, device_os, device_mac, device_hostname, client_name, client_hashcert, client_version)
+    if isinstance(conn, Database):
+        row = await conn.fetchrow("sessions.create", sql, *args)
+    else:
+        row = await conn.fetchrow(sql, *args)
+    return SessionRow(**dict(row))  # type: ignore[arg-type]
+
+
+async def find_by_token_hash(db: Database, token_hash: bytes) -> SessionRow | None:
+    row = await db.fetchrow("sessions.find", f"SELECT {_COLUMNS} FROM sessions WHERE token_hash = $1", token_hash)
+    return SessionRow(**dict(row)) if row else None
+
+
+async def revoke(db: Database, session_id: int) -> bool:
+    """Revoke one session; False if it was already revoked."""
+    status = await db.execute(
+        "sessions.revoke", "UPDATE sessions SET revoked_at = now() WHERE id = $1 AND revoked_at IS NULL", session_id
+    )
+    return status.endswith(" 1")
+
+
+async def revoke_all_for_user(db: Database | asyncpg.Connection, user_id: int, except_session_id: int | None = None) -> list[int]:
+    """Revoke every live session of a user but one; returns the revoked ids."""
+    sql = (
+        "UPDATE sessions SET revoked_at = now() WHERE user_id = $1 AND revoked_at IS NULL"
+        " AND id IS DISTINCT FROM $2 RETURNING id"
+    )
+    if isinstance(db, Database):
+        rows = await db.fetch("sessions.revoke_all", sql, user_id, except_session_id)
+    else:
+        rows = await db.fetch(sql, user_id, except_session_id)
+    return [r["id"] for r in rows]
+
+
+async def touch(db: Database, session_ids: list[int]) -> None:
+    """Record activity for many sessions at once (batched, not per request)."""
+    if session_ids:
+        await db.execute(
+            "sessions.touch", "UPDATE sessions SET last_seen_at = now() WHERE id = ANY($1::bigint[])", session_ids
+        )
