@@ -72,6 +72,7 @@ def dispatch() -> None:
     sessions = SessionCache(db=None, clients=clients, max_size=10)  # type: ignore[arg-type]
     sessions.add(Session(1, 42, SESSIA["device"]["deviceid"], token_hash(TOKEN)))  # type: ignore[index]
     app = SimpleNamespace(config=config, clients=clients, sessions=sessions)
+    conn = SimpleNamespace(peer="bench")
     dispatcher = Dispatcher(app)  # type: ignore[arg-type]
     decoder = Decoder(frozenset((FrameKind.REQUEST,)))
     (frame,) = decoder.feed(encode_request(9, "Auth", {"sessia": SESSIA}))
@@ -80,9 +81,9 @@ def dispatch() -> None:
 
     async def run() -> None:
         for _ in range(n):
-            await dispatcher.dispatch(frame, "bench")  # type: ignore[arg-type]
+            await dispatcher.dispatch(frame, conn)  # type: ignore[arg-type]
 
-    loop.run_until_complete(dispatcher.dispatch(frame, "bench"))  # type: ignore[arg-type]
+    loop.run_until_complete(dispatcher.dispatch(frame, conn))  # type: ignore[arg-type]
     start = time.perf_counter()
     loop.run_until_complete(run())
     ns = (time.perf_counter() - start) / n * 1e9

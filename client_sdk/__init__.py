@@ -9,7 +9,8 @@ from protocol.codecs import Codec
 from .client import Client, connect
 from .errors import *  # noqa: F403
 from .errors import __all__ as _errors
+from .events import Event, EventStream
 from .transport import Push
 from .types import ClientBuild, Device, LoginResult
 
-__all__ = ["Client", "ClientBuild", "Codec", "Device", "LoginResult", "Push", "connect", *_errors]
+__all__ = ["Client", "ClientBuild", "Codec", "Device", "Event", "EventStream", "LoginResult", "Push", "connect", *_errors]

@@ -13,6 +13,7 @@ as a dict, raising nothing for non-200 answers.
 from __future__ import annotations
 
 import ssl
+from collections.abc import Callable
 from typing import Any
 
 from protocol import requests as R
@@ -20,7 +21,8 @@ from protocol.codecs import Codec
 from protocol.status import error_for
 
 from .api import DialogsAPI, FriendsAPI, MediaAPI, MessagesAPI, ProfilesAPI, SearchAPI
-from .errors import NotLoggedIn
+from .errors import ConnectionClosed, NotLoggedIn
+from .events import EventStream
 from .transport import Push, Transport, open_transport
 from .types import ClientBuild, Device, LoginResult
 
@@ -42,6 +44,10 @@ class Client(ProfilesAPI, FriendsAPI, MediaAPI, DialogsAPI, MessagesAPI, SearchA
         self.timeout = timeout
         self.token: str | None = None
         self.user_id: int | None = None
+        self.address: tuple[str, int, ssl.SSLContext | None] | None = None
+        self.on_disconnect: list[Callable[[Exception | None], None]] = []
+        self.on_reconnect: list[Callable[[], None]] = []
+        self._closing = False
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -52,8 +58,27 @@ class Client(ProfilesAPI, FriendsAPI, MediaAPI, DialogsAPI, MessagesAPI, SearchA
         await self.close()
 
     async def close(self) -> None:
+        self._closing = True
         self.transport.close()
         await self.transport.wait_closed()
+
+    def _transport_closed(self, exc: Exception | None) -> None:
+        if not self._closing:
+            for callback in self.on_disconnect:
+                callback(exc)
+
+    async def reconnect(self) -> None:
+        """Open a new connection to the same server and resume the session by
+        token.  Raises Unauthorized if the session was revoked meanwhile."""
+        if self.address is None:
+            raise ConnectionClosed("no address to reconnect to")
+        host, port, context = self.address
+        self.transport.close()
+        self.transport = await open_transport(host, port, ssl_context=context, on_close=self._transport_closed)
+        if self.token is not None:
+            await self.login_with_token(self.token)
+        for callback in self.on_reconnect:
+            callback()
 
     # -- the session object --------------------------------------------------------
 
@@ -141,6 +166,11 @@ class Client(ProfilesAPI, FriendsAPI, MediaAPI, DialogsAPI, MessagesAPI, SearchA
 
     # -- pushes ----------------------------------------------------------------------
 
+    def events(self, after: int | None = None, *, reconnect: bool = True, max_backoff: float = 5.0) -> EventStream:
+        """Live events from ``after`` (the last seq seen; None = from now), with
+        automatic reconnect and catch-up.  Iterate with ``async for``."""
+        return EventStream(self, after, reconnect=reconnect, max_backoff=max_backoff)
+
     async def next_push(self) -> Push:
         return await self.transport.pushes.get()
 
@@ -164,4 +194,7 @@ async def connect(
     elif tls:
         context = ssl.create_default_context(cafile=cafile)
     transport = await open_transport(host, port, ssl_context=context)
-    return Client(transport, device=Device.coerce(device), client=ClientBuild.coerce(client), codec=codec, timeout=timeout)
+    c = Client(transport, device=Device.coerce(device), client=ClientBuild.coerce(client), codec=codec, timeout=timeout)
+    c.address = (host, port, context)
+    transport._on_close = c._transport_closed
+    return c

@@ -62,4 +62,7 @@ def decode_body(codec: int, data: bytes | memoryview) -> dict[str, Any]:
         raise BadRequest("body is nested too deeply") from None
     if not isinstance(body, dict):
         raise BadRequest("body must be a map")
+    # msgpack allows bin keys even with strict_map_key; field names are text.
+    if not all(type(key) is str for key in body):
+        raise BadRequest("body: field names must be strings")
     return body

@@ -12,11 +12,19 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from typing import Any
 
 from .status import BadRequest, TooLarge, Unprocessable
 
 _TRUE = {"true": True, "1": True, "false": False, "0": False}
+# ASCII digits only: str.isdigit() also accepts "²" and other digits int() refuses.
+_INT_TEXT = re.compile(r"-?[0-9]{1,20}")
+_POSITIVE_TEXT = re.compile(r"[0-9]{1,20}")
+# Every integer ends up in a PostgreSQL bigint: a bigger one is out of range
+# (422) here rather than an overflow deep in storage.
+INT64_MIN = -(1 << 63)
+INT64_MAX = (1 << 63) - 1
 
 
 class Fields:
@@ -94,7 +102,7 @@ class Fields:
             raise BadRequest(f"{self._name(name)}: must be an integer")
         if isinstance(value, str):
             text = value.strip()
-            if not (text.lstrip("-").isdigit() and len(text) <= 20 and text.isascii()):
+            if not _INT_TEXT.fullmatch(text):
                 raise BadRequest(f"{self._name(name)}: must be an integer")
             value = int(text)
         elif isinstance(value, float):
@@ -103,9 +111,11 @@ class Fields:
             value = int(value)
         elif not isinstance(value, int):
             raise BadRequest(f"{self._name(name)}: must be an integer")
-        if minimum is not None and value < minimum:
+        minimum = INT64_MIN if minimum is None else max(minimum, INT64_MIN)
+        maximum = INT64_MAX if maximum is None else min(maximum, INT64_MAX)
+        if value < minimum:
             raise Unprocessable(f"{self._name(name)}: must be at least {minimum}")
-        if maximum is not None and value > maximum:
+        if value > maximum:
             raise Unprocessable(f"{self._name(name)}: must be at most {maximum}")
         return value
 
@@ -196,8 +206,10 @@ def _too_large(name: str, max_size: int) -> TooLarge:
 
 
 def _to_int(value: Any, name: str) -> int:
+    if isinstance(value, str) and _POSITIVE_TEXT.fullmatch(value):
+        value = int(value)
     if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
+        if value > INT64_MAX:
+            raise Unprocessable(f"{name}: must be at most {INT64_MAX}")
         return value
-    if isinstance(value, str) and value.isdigit() and len(value) <= 20:
-        return int(value)
     raise BadRequest(f"{name}: must be a list of positive integers")

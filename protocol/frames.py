@@ -168,6 +168,12 @@ class Decoder:
             name = ""
             name_end = body_start
             if kind in NAMED_KINDS:
+                if length == 0:
+                    # No room for the name: answer now, not when the next frame's
+                    # first byte would be misread as this one's name length.
+                    events.append(FrameError(request_id, Status.BAD_REQUEST, "bad request name", False, codec))
+                    pos = body_start
+                    continue
                 if end - body_start < 1:
                     break
                 name_len = buf[body_start]

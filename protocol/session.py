@@ -32,7 +32,7 @@ class ClientInfo:
         """The build number, when the client sent one (the original also sends
         placeholder strings; those compare as unknown)."""
         text = self.version.strip()
-        return int(text) if text.isdigit() and len(text) <= 18 else None
+        return int(text) if text.isascii() and text.isdigit() and len(text) <= 18 else None
 
 
 @dataclass(frozen=True, slots=True)

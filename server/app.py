@@ -1,6 +1,6 @@
 """The composition root: builds every component once and runs the listener.
 
-``App`` holds what handlers need (config, database, passwords, sessions,
+``App`` holds what handlers need (config, database, passwords, sessions, mailer,
 client registry).  ``serve`` starts the embedded PostgreSQL when no external
 one is configured, applies migrations, listens, and shuts down gracefully on
 SIGINT/SIGTERM: stop accepting, let in-flight requests finish, close.
@@ -11,26 +11,32 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import ssl
 import sys
 import tomllib
 from pathlib import Path
 
 from storage import clients as client_store
+from storage import events as event_store
+from storage import sessions as session_store
 from storage.db import Database
 from storage.embedded import EmbeddedPostgres
 from storage.migrate import migrate
 
+from .broker import Broker, LocalBroker, make_broker
 from .config import Config
 from .connection import Connection
 from .dispatch import Dispatcher
+from .events import EventHub
+from .mail import Mailer
 from .passwords import Passwords
-from .sessions import ClientRegistry, SessionCache
+from .sessions import ClientRegistry, Session, SessionCache, forget_token_signal, forget_user_signal
 
 log = logging.getLogger("sessia.server")
 
 
 class App:
-    def __init__(self, config: Config, db: Database) -> None:
+    def __init__(self, config: Config, db: Database, broker: Broker | None = None) -> None:
         self.config = config
         self.db = db
         self.passwords = Passwords(
@@ -42,6 +48,9 @@ class App:
         self.clients = ClientRegistry(config.allow_any_client)
         self.sessions = SessionCache(db, self.clients, config.session_cache_size)
         self.connections: set[Connection] = set()
+        self.broker = broker or LocalBroker()
+        self.events = EventHub(db, self.broker, buffer_limit=config.push_buffer_limit)
+        self.mailer = Mailer(config)
         self.dispatcher = Dispatcher(self)
 
     async def load_clients(self) -> None:
@@ -49,6 +58,28 @@ class App:
             for client in read_clients_file(self.config.clients):
                 await client_store.register_client(self.db, client)
         self.clients.load(await client_store.list_clients(self.db))
+
+    async def revoke_session(self, session: Session) -> None:
+        """Log one session out everywhere: database, this node's cache, other nodes."""
+        await session_store.revoke(self.db, session.id)
+        self.sessions.forget(session.token_hash)
+        await self.broker.publish("sessions", forget_token_signal(session.token_hash))
+
+    async def revoke_user_sessions(self, user_id: int, except_session_id: int | None = None, conn=None) -> list[int]:
+        """Revoke every session of a user but one (password change, reset, admin).
+        With ``conn`` the revocation joins the caller's transaction; the cache
+        is cleared at once (a failed transaction only costs a cache reload)."""
+        revoked = await session_store.revoke_all_for_user(conn or self.db, user_id, except_session_id)
+        self.sessions.forget_user(user_id, except_session_id)
+        await self.broker.publish("sessions", forget_user_signal(user_id, except_session_id))
+        return revoked
+
+    def on_signal(self, channel: str, payload: str) -> None:
+        """A signal from another node (see server/broker.py)."""
+        if channel == "sessions":
+            self.sessions.on_signal(payload)
+        else:
+            self.events.on_signal(channel, payload)
 
     def close(self) -> None:
         self.passwords.close()
@@ -68,6 +99,17 @@ def read_clients_file(path: Path) -> list[client_store.KnownClient]:
             )
         )
     return out
+
+
+def tls_context(config: Config) -> ssl.SSLContext | None:
+    if config.tls_cert is None and config.tls_key is None:
+        return None
+    if config.tls_cert is None or config.tls_key is None:
+        raise ValueError("--tls-cert and --tls-key go together")
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(config.tls_cert, config.tls_key)
+    return context
 
 
 async def _sweep(app: App, stop: asyncio.Event) -> None:
@@ -90,6 +132,23 @@ async def _sweep(app: App, stop: asyncio.Event) -> None:
                 conn.close()
 
 
+async def _trim_events(app: App, stop: asyncio.Event) -> None:
+    """Keep the catch-up log within its retention (docs/protocol.md)."""
+    while not stop.is_set():
+        try:
+            removed = await event_store.trim(
+                app.db, keep_days=app.config.event_keep_days, keep_per_user=app.config.event_keep_per_user
+            )
+            if removed:
+                log.info("trimmed %d old events", removed)
+        except Exception as exc:
+            log.warning("event trim failed: %s", exc)
+        try:
+            await asyncio.wait_for(stop.wait(), app.config.event_trim_interval)
+        except TimeoutError:
+            pass
+
+
 async def serve(config: Config, *, ready: asyncio.Event | None = None, stop: asyncio.Event | None = None) -> None:
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -104,13 +163,17 @@ async def serve(config: Config, *, ready: asyncio.Event | None = None, stop: asy
         applied = await migrate(conn)
     if applied:
         log.info("schema migrated to version %d", applied[-1])
-    app = App(config, db)
+    app = App(config, db, make_broker(config.broker, url, db.pool))
+    await app.broker.start(app.on_signal, app.events.catch_up_all)
     await app.load_clients()
     if config.allow_any_client:
         log.warning("--allow-any-client is set: unregistered client builds are accepted (development only)")
     log.info("configuration: %s", config.redacted())
 
-    server = await loop.create_server(lambda: Connection(app), config.host, config.port, backlog=4096)
+    tls = tls_context(config)
+    if tls is None:
+        log.warning("no TLS: passwords and tokens cross the network in clear (use --tls-cert/--tls-key)")
+    server = await loop.create_server(lambda: Connection(app), config.host, config.port, backlog=4096, ssl=tls)
     for sig in (signal.SIGINT, signal.SIGTERM):
         try:
             loop.add_signal_handler(sig, stop.set)
@@ -121,6 +184,7 @@ async def serve(config: Config, *, ready: asyncio.Event | None = None, stop: asy
     if ready is not None:
         ready.set()
     sweeper = asyncio.create_task(_sweep(app, stop))
+    trimmer = asyncio.create_task(_trim_events(app, stop))
     try:
         await stop.wait()
     finally:
@@ -137,7 +201,10 @@ async def serve(config: Config, *, ready: asyncio.Event | None = None, stop: asy
         for conn in conns:
             conn.close()
         sweeper.cancel()
-        await asyncio.gather(sweeper, return_exceptions=True)
+        trimmer.cancel()
+        await asyncio.gather(sweeper, trimmer, return_exceptions=True)
+        await app.events.close()
+        await app.broker.close()
         await db.close()
         app.close()
         if embedded is not None and embedded.started_here:

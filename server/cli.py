@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 import sys
 from collections.abc import Sequence
 
@@ -32,7 +33,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         runner(serve(config))
     except KeyboardInterrupt:
         pass
-    except OSError as exc:
+    except (OSError, ValueError, ssl.SSLError) as exc:
         logging.getLogger("sessia.server").error("cannot start: %s", exc)
         return 1
     return 0

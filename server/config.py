@@ -23,6 +23,8 @@ class Config:
     database_url: str | None = None
     allow_any_client: bool = False
     clients: Path | None = None
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
     log_level: str = "INFO"
     # limits
     max_frame_size: int = 1 * MiB
@@ -47,6 +49,16 @@ class Config:
     smtp_password: str | None = None
     smtp_timeout: float = 10.0
     mail_from: str = "sessia <no-reply@localhost>"
+    # push and the event log
+    broker: str | None = None
+    push_buffer_limit: int = 1 * MiB
+    event_keep_days: float = 30.0
+    event_keep_per_user: int = 100_000
+    event_trim_interval: float = 3600.0
+    # email confirmation codes (docs/api/profiles.md)
+    email_code_ttl: float = 900.0
+    email_code_resend_interval: float = 60.0
+    email_code_max_attempts: int = 5
 
     @property
     def media_dir(self) -> Path:
@@ -104,6 +116,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="development only: accept client builds that are not registered")
     p.add_argument("--clients", type=Path, default=_env("clients"),
                    help="TOML file of known client builds, registered at start")
+    p.add_argument("--tls-cert", type=Path, default=_env("tls-cert"),
+                   help="PEM certificate chain: serve TLS (without it, passwords and tokens travel in clear)")
+    p.add_argument("--tls-key", type=Path, default=_env("tls-key"), help="PEM private key of --tls-cert")
     p.add_argument("--log-level", default=_env("log-level") or d.log_level,
                    choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     p.add_argument("--max-frame-size", type=int, default=int(_env("max-frame-size") or d.max_frame_size),
@@ -123,16 +138,51 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--argon2-memory-kib", type=int, default=int(_env("argon2-memory-kib") or d.argon2_memory_kib))
     p.add_argument("--no-durable", dest="durable", action="store_false", default=not _bool_env("no-durable"),
                    help="tests only: run the embedded PostgreSQL without fsync")
-    p.add_argument("--smtp-url", default=_env("smtp-url"),
+    p.add_argument("--smtp-url", type=_smtp_url, default=_env("smtp-url"),
                    help="smtp://host:port (or smtps://) for outgoing mail; without it mail goes to DATA_DIR/outbox")
     p.add_argument("--smtp-starttls", action="store_true", default=_bool_env("smtp-starttls"),
                    help="upgrade the SMTP connection with STARTTLS")
     p.add_argument("--smtp-username", default=_env("smtp-username"))
     p.add_argument("--smtp-password", default=_env("smtp-password"),
                    help="prefer the SESSIA_SMTP_PASSWORD environment variable: flags show in ps")
-    p.add_argument("--smtp-timeout", type=float, default=float(_env("smtp-timeout") or d.smtp_timeout))
+    p.add_argument("--smtp-timeout", type=float, default=float(_env("smtp-timeout") or d.smtp_timeout),
+                   help="seconds the whole exchange with the SMTP server may take (default %(default)s)")
     p.add_argument("--mail-from", default=_env("mail-from") or d.mail_from, help="sender address of outgoing mail")
+    p.add_argument("--broker", default=_env("broker"),
+                   help="cross-node signals: postgres (LISTEN/NOTIFY, default), nats://host:port, or none")
+    p.add_argument("--push-buffer-limit", type=int, default=int(_env("push-buffer-limit") or d.push_buffer_limit),
+                   help="unsent bytes a connection may hold before its subscriber is told to resync")
+    p.add_argument("--event-keep-days", type=float, default=float(_env("event-keep-days") or d.event_keep_days),
+                   help="days events stay in the catch-up log (default %(default)s)")
+    p.add_argument("--event-keep-per-user", type=int,
+                   default=int(_env("event-keep-per-user") or d.event_keep_per_user),
+                   help="newest events kept per user in the catch-up log (default %(default)s)")
+    p.add_argument("--event-trim-interval", type=float,
+                   default=float(_env("event-trim-interval") or d.event_trim_interval),
+                   help="seconds between passes that trim the event log (default %(default)s)")
+    p.add_argument("--email-code-ttl", type=float, default=float(_env("email-code-ttl") or d.email_code_ttl),
+                   help="seconds an email confirmation code stays valid (default %(default)s)")
+    p.add_argument("--email-code-resend-interval", type=float,
+                   default=float(_env("email-code-resend-interval") or d.email_code_resend_interval),
+                   help="seconds before another code may be sent to the same account (default %(default)s)")
+    p.add_argument("--email-code-max-attempts", type=int,
+                   default=int(_env("email-code-max-attempts") or d.email_code_max_attempts),
+                   help="wrong guesses a code survives before a new one must be requested (default %(default)s)")
     return p
+
+
+def _smtp_url(value: str) -> str:
+    """``smtp://host[:port]`` or ``smtps://host[:port]``, refused at start when malformed."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018  (raises ValueError for a bad port)
+    except ValueError:
+        raise argparse.ArgumentTypeError("not a valid SMTP URL (expected smtp://host[:port])") from None
+    if parts.scheme not in ("smtp", "smtps") or not parts.hostname:
+        raise argparse.ArgumentTypeError("expected smtp://host[:port] or smtps://host[:port]")
+    return value
 
 
 def parse_args(argv: Sequence[str] | None = None) -> Config:
@@ -144,6 +194,8 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
         database_url=ns.database_url,
         allow_any_client=ns.allow_any_client,
         clients=ns.clients,
+        tls_cert=ns.tls_cert,
+        tls_key=ns.tls_key,
         log_level=ns.log_level,
         max_frame_size=ns.max_frame_size,
         max_media_size=ns.max_media_size,
@@ -161,4 +213,12 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
         smtp_password=ns.smtp_password,
         smtp_timeout=ns.smtp_timeout,
         mail_from=ns.mail_from,
+        broker=ns.broker,
+        push_buffer_limit=ns.push_buffer_limit,
+        event_keep_days=ns.event_keep_days,
+        event_keep_per_user=ns.event_keep_per_user,
+        event_trim_interval=ns.event_trim_interval,
+        email_code_ttl=ns.email_code_ttl,
+        email_code_resend_interval=ns.email_code_resend_interval,
+        email_code_max_attempts=ns.email_code_max_attempts,
     )

@@ -4,14 +4,16 @@ Requests are pipelined: each decoded request runs as its own task, so answers
 may leave in a different order than the requests arrived (the request id
 matches them).  Every frame is written with a single ``transport.write``, so
 frames never interleave.  When a connection has ``max_inflight`` requests
-running, the server stops reading from it until half of them are done: a
-client cannot make the server queue unbounded work.
+running, further requests wait in arrival order (only those already read,
+at most one read's worth) and the server stops reading from it until half of
+them are done: a client cannot make the server run or queue unbounded work.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 from typing import TYPE_CHECKING
 
 from protocol.frames import Decoder, Frame, FrameError, FrameKind, encode_error, encode_pong
@@ -23,12 +25,15 @@ if TYPE_CHECKING:
 log = logging.getLogger("sessia.connection")
 
 SERVER_ACCEPTS = frozenset((FrameKind.REQUEST, FrameKind.PING))
+#: Seconds a closing connection waits for the peer to close its side too.
+LINGER = 2.0
 
 
 class Connection(asyncio.Protocol):
     __slots__ = (
         "app", "transport", "decoder", "peer", "inflight", "last_frame_at", "partial_since",
-        "closing", "_reading_paused", "_write_paused", "_loop", "_tasks",
+        "closing", "_reading_paused", "_write_paused", "_loop", "_tasks", "_backlog", "_draining",
+        "_eof_sent", "_peer_eof", "_linger", "_lost",
     )
 
     def __init__(self, app: App) -> None:
@@ -45,6 +50,12 @@ class Connection(asyncio.Protocol):
         self._reading_paused = False
         self._write_paused = False
         self._tasks: set[asyncio.Task] = set()
+        self._backlog: deque[Frame] = deque()  # read, waiting for an in-flight slot
+        self._draining = False
+        self._eof_sent = False
+        self._peer_eof = False
+        self._linger: asyncio.TimerHandle | None = None
+        self._lost: asyncio.Future[None] = self._loop.create_future()
 
     # -- asyncio.Protocol --------------------------------------------------------
 
@@ -57,10 +68,18 @@ class Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closing = True
+        self._backlog.clear()  # nobody is left to answer
         self.app.connections.discard(self)
+        self.app.events.unsubscribe(self)
+        if self._linger is not None:
+            self._linger.cancel()
+        if not self._lost.done():
+            self._lost.set_result(None)
         log.debug("connection from %s closed", self.peer)
 
     def data_received(self, data: bytes) -> None:
+        if self._eof_sent:
+            return  # closing: input is read only so that the close stays clean
         events = self.decoder.feed(data)
         now = self._loop.time()
         for event in events:
@@ -72,11 +91,13 @@ class Connection(asyncio.Protocol):
                     self._write(encode_pong(event.request_id))
             else:
                 self._reject(event)  # type: ignore[arg-type]
-        if self.decoder.pending:
-            if self.partial_since is None:
-                self.partial_since = now
-        elif events:
+        # The read timeout is for one frame: it starts again whenever a frame
+        # completes, so a busy client whose writes end mid-frame is not "slow";
+        # and it does not run while the server itself has stopped reading.
+        if not self.decoder.pending or self._reading_paused:
             self.partial_since = None
+        elif self.partial_since is None or events:
+            self.partial_since = now
 
     def pause_writing(self) -> None:
         # The client is not reading its answers: stop reading its requests.
@@ -88,8 +109,9 @@ class Connection(asyncio.Protocol):
         self._maybe_resume_reading()
 
     def eof_received(self) -> bool:
-        # Half-close: finish what is in flight, then close.
-        if self.inflight == 0:
+        # Half-close: finish what is in flight (and waiting), then close.
+        self._peer_eof = True
+        if self.inflight == 0 or self._eof_sent:
             return False
         self.closing = True
         return True
@@ -97,6 +119,14 @@ class Connection(asyncio.Protocol):
     # -- requests ----------------------------------------------------------------
 
     def _start(self, frame: Frame) -> None:
+        # One read may hold many frames: beyond the limit they wait their turn.
+        if self.inflight >= self.app.config.max_inflight or self._backlog:
+            self._backlog.append(frame)
+            self._pause_reading()
+            return
+        self._launch(frame)
+
+    def _launch(self, frame: Frame) -> None:
         self.inflight += 1
         if self.inflight >= self.app.config.max_inflight:
             self._pause_reading()
@@ -106,25 +136,32 @@ class Connection(asyncio.Protocol):
 
     async def _run(self, frame: Frame) -> None:
         try:
-            data = await self.app.dispatcher.dispatch(frame, self.peer)
+            data = await self.app.dispatcher.dispatch(frame, self)
             self._write(data)
         finally:
             self.inflight -= 1
+            if self._backlog and not self._draining:
+                self._launch(self._backlog.popleft())
             self._maybe_resume_reading()
-            if self.closing and self.inflight == 0 and self.transport is not None:
-                self.transport.close()
+            if self.closing and self.inflight == 0:
+                self.close()
 
     def _reject(self, error: FrameError) -> None:
         self._write(encode_error(error.request_id, error.code, error.message, error.codec))
         log.info("protocol error from %s: %s", self.peer, error.message)
         if error.fatal:
-            self.close()
+            # The stream is lost from here on; what was read before it is
+            # still answered, then the connection closes.
+            self.closing = True
+            self._pause_reading()
+            if self.inflight == 0:
+                self.close()
 
     # -- plumbing ----------------------------------------------------------------
 
     def _write(self, data: bytes) -> None:
         transport = self.transport
-        if transport is not None and not transport.is_closing():
+        if transport is not None and not self._eof_sent and not transport.is_closing():
             transport.write(data)
 
     def send(self, data: bytes) -> None:
@@ -134,25 +171,59 @@ class Connection(asyncio.Protocol):
     def _pause_reading(self) -> None:
         if not self._reading_paused and self.transport is not None and not self.transport.is_closing():
             self._reading_paused = True
+            self.partial_since = None  # the read timeout waits while we do not read
             self.transport.pause_reading()
 
     def _maybe_resume_reading(self) -> None:
         if (
             self._reading_paused
             and not self._write_paused
+            and not self._draining
+            and not self._backlog
             and self.inflight <= self.app.config.max_inflight // 2
             and self.transport is not None
             and not self.transport.is_closing()
         ):
             self._reading_paused = False
+            if self.decoder.pending:
+                self.partial_since = self._loop.time()
             self.transport.resume_reading()
 
     def close(self) -> None:
-        """Close after what has been written is flushed."""
+        """Close once what has been written is flushed, without losing it.
+
+        Closing a socket that still holds unread input makes the kernel reset
+        the connection, and a reset can destroy answers the peer has not read
+        yet.  So the server half-closes (FIN after the last frame), reads and
+        drops whatever the peer still sends until it closes too, and gives up
+        after ``LINGER`` seconds.  Answers of requests still running are not
+        sent.  Safe to call more than once.
+        """
         self.closing = True
-        if self.transport is not None:
-            self.transport.close()
+        self._backlog.clear()
+        self.app.connections.discard(self)
+        transport = self.transport
+        if transport is None or self._eof_sent or transport.is_closing():
+            return
+        if self._peer_eof or not transport.can_write_eof():
+            transport.close()  # nothing more can arrive: a plain close is clean
+            return
+        self._eof_sent = True
+        self.partial_since = None
+        transport.write_eof()
+        self._linger = self._loop.call_later(LINGER, transport.abort)
+        if self._reading_paused:
+            self._reading_paused = False
+            transport.resume_reading()
 
     async def drain_inflight(self) -> None:
+        """Shutdown: read no more requests, drop those read but not started
+        (never run, so never answered), wait for the running ones to answer,
+        then close (see ``close``) and wait up to ``LINGER`` for the peer."""
+        self._draining = True
+        self._pause_reading()
+        self._backlog.clear()
         if self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        self.close()
+        await asyncio.wait([self._lost], timeout=LINGER)

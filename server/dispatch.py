@@ -22,6 +22,7 @@ from protocol.status import BadRequest, InternalError, SessiaError
 
 if TYPE_CHECKING:
     from .app import App
+    from .connection import Connection
     from .sessions import Session
 
 log = logging.getLogger("sessia.dispatch")
@@ -38,7 +39,12 @@ class Call:
     body: Fields
     session: Session | None
     sessia: Sessia | None
-    peer: str
+    conn: Connection
+    codec: int
+
+    @property
+    def peer(self) -> str:
+        return self.conn.peer
 
     @property
     def user_id(self) -> int:
@@ -76,7 +82,7 @@ class Dispatcher:
 
         self.routes = ROUTES
 
-    async def answer(self, body: dict[str, Any], frame: Frame, peer: str) -> dict[str, Any]:
+    async def answer(self, body: dict[str, Any], frame: Frame, conn: Connection) -> dict[str, Any]:
         route = self.routes.get(frame.name)
         if route is None:
             raise BadRequest(f"unknown request {frame.name!r}")
@@ -84,13 +90,13 @@ class Dispatcher:
         session = sessia = None
         if route.session:
             session, sessia = await self.app.sessions.authenticate(fields)
-        return await route.handler(Call(self.app, frame.name, fields, session, sessia, peer))
+        return await route.handler(Call(self.app, frame.name, fields, session, sessia, conn, frame.codec))
 
-    async def dispatch(self, frame: Frame, peer: str) -> bytes:
+    async def dispatch(self, frame: Frame, conn: Connection) -> bytes:
         """Run one request and return the encoded response frame."""
         try:
             body = decode_body(frame.codec, frame.body)
-            result = await self.answer(body, frame, peer)
+            result = await self.answer(body, frame, conn)
         except SessiaError as exc:
             result = exc.to_body()
         except Exception:

@@ -112,3 +112,22 @@ class SessionCache:
             session = self._by_hash.get(digest)
             if session is not None and session.id != except_session_id:
                 self.forget(digest)
+
+    def on_signal(self, payload: str) -> None:
+        """Another node revoked sessions: ``t:<token hash hex>`` or
+        ``u:<user id>:<session id kept or empty>``, comma-separated."""
+        for item in payload.split(","):
+            kind, _, rest = item.partition(":")
+            if kind == "t":
+                self.forget(bytes.fromhex(rest))
+            elif kind == "u":
+                user, _, keep = rest.partition(":")
+                self.forget_user(int(user), int(keep) if keep else None)
+
+
+def forget_token_signal(digest: bytes) -> str:
+    return f"t:{digest.hex()}"
+
+
+def forget_user_signal(user_id: int, except_session_id: int | None) -> str:
+    return f"u:{user_id}:{'' if except_session_id is None else except_session_id}"

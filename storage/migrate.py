@@ -58,9 +58,11 @@ async def migrate(conn: asyncpg.Connection) -> list[int]:
             " version integer PRIMARY KEY, name text NOT NULL,"
             " applied_at timestamptz NOT NULL DEFAULT now())"
         )
-        done = await current_version(conn)
+        # Every version not yet recorded is applied, in order: a migration
+        # merged with a lower number than one already applied still runs.
+        done = {r["version"] for r in await conn.fetch("SELECT version FROM schema_version")}
         for migration in available():
-            if migration.version <= done:
+            if migration.version in done:
                 continue
             sql = migration.path.read_text(encoding="utf-8")
             async with conn.transaction():

@@ -89,3 +89,51 @@ async def set_password_hash(conn: asyncpg.Connection | Database, user_id: int, p
 
 async def count(db: Database) -> int:
     return await db.fetchval("users.count", "SELECT count(*) FROM users")
+
+
+# -- profiles --------------------------------------------------------------------------
+
+
+async def lock_for_update(conn: asyncpg.Connection, user_id: int) -> User | None:
+    """Read the user and hold its row until the transaction ends, so that two
+    requests changing the same account's email run one after the other.  (``NO
+    KEY`` lock: rows referencing the user, like new messages, are not held up.)"""
+    return _user(await conn.fetchrow(f"SELECT {_COLUMNS} FROM users WHERE id = $1 FOR NO KEY UPDATE", user_id))
+
+
+async def email_owner(conn: asyncpg.Connection | Database, email: str) -> int | None:
+    """The id of the account registered with ``email`` (case-insensitive), if any."""
+    sql = "SELECT id FROM users WHERE lower(email) = lower($1)"
+    if isinstance(conn, Database):
+        return await conn.fetchval("users.email_owner", sql, email)
+    return await conn.fetchval(sql, email)
+
+
+async def set_confirmed_email(conn: asyncpg.Connection, user_id: int, email: str) -> None:
+    """Make ``email`` the user's confirmed address.  Another account holding it
+    (registered since the code was sent) is a Conflict."""
+    try:
+        await conn.execute(
+            "UPDATE users SET email = $2, email_confirmed = true, updated_at = now() WHERE id = $1", user_id, email
+        )
+    except asyncpg.UniqueViolationError:
+        raise Conflict("email is already registered") from None
+
+
+async def update_profile(
+    conn: asyncpg.Connection,
+    user_id: int,
+    *,
+    nickname: str | None = None,
+    photo_key: str | None = None,
+    password_hash: str | None = None,
+) -> None:
+    """Change any of nickname, photo and password hash in one statement; None keeps a value."""
+    await conn.execute(
+        "UPDATE users SET nickname = coalesce($2, nickname), photo_key = coalesce($3, photo_key),"
+        " password_hash = coalesce($4, password_hash), updated_at = now() WHERE id = $1",
+        user_id,
+        nickname,
+        photo_key,
+        password_hash,
+    )

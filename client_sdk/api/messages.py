@@ -2,6 +2,109 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from protocol import requests as R
+
+from .dialogs import date_arg, parse_date
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """One message of ``GetMessages``/``GetDelMessages``.  ``media`` are media
+    keys in display order; a tombstone has ``deleted_at`` set and no content."""
+
+    key: str
+    author_id: int | None
+    date: datetime
+    content: str
+    updated_at: datetime | None
+    deleted_at: datetime | None
+    forwarded_key: str | None
+    important: bool
+    media: tuple[str, ...]
+    order: tuple[int, ...]
+
+    @classmethod
+    def from_answer(cls, item: dict[str, Any]) -> Message:
+        info = item["infoMessage"]
+        return cls(
+            key=info["msgKey"],
+            author_id=info["idUser"],
+            date=parse_date(info["date"]),  # type: ignore[arg-type]
+            content=info["content"],
+            updated_at=parse_date(info["updateAt"]),
+            deleted_at=parse_date(info["deleteAt"]),
+            forwarded_key=info["forwardedKey"] or None,
+            important=bool(info["important"]),
+            media=tuple(item["hash"] or ()),
+            order=tuple(item["order"] or ()),
+        )
+
 
 class MessagesAPI:
     """Mixed into ``client_sdk.Client``; uses its ``request()``."""
+
+    if TYPE_CHECKING:
+
+        async def request(self, name: str, body: dict[str, Any], *, needs_session: bool = True) -> dict[str, Any]: ...
+
+    async def _send(self, operation: str, info: dict[str, Any], **message: Any) -> str:
+        answer = await self.request(
+            R.SEND_MESSAGE, {"operation": operation, "message": {"infoMessage": info, **message}}
+        )
+        return answer["msgkey"]
+
+    async def send_message(
+        self,
+        key: str,
+        content: str,
+        *,
+        media: Iterable[str] = (),
+        order: Iterable[int] | None = None,
+        msgkey: str | None = None,
+    ) -> str:
+        """Send to dialog ``key``; returns the message key.  Passing your own
+        ``msgkey`` makes a retry safe: the same key never makes a second message."""
+        info: dict[str, Any] = {"pkDialog": key, "content": content}
+        if msgkey is not None:
+            info["msgkey"] = msgkey
+        extra: dict[str, Any] = {}
+        media = list(media)
+        if media:
+            extra["hash"] = media
+            extra["order"] = list(order) if order is not None else list(range(1, len(media) + 1))
+        return await self._send("add", info, **extra)
+
+    async def edit_message(self, key: str, msgkey: str, content: str) -> None:
+        await self._send("edit", {"pkDialog": key, "msgkey": msgkey, "content": content})
+
+    async def delete_message(self, key: str, msgkey: str) -> None:
+        """Delete for everyone (the author, the owner or an admin)."""
+        await self._send("delete", {"pkDialog": key, "msgkey": msgkey})
+
+    async def hide_message(self, key: str, msgkey: str) -> None:
+        """Delete for me only (the original's ``deleteOnlyMe``)."""
+        await self._send("deleteOnlyMe", {"pkDialog": key, "msgkey": msgkey})
+
+    async def messages(self, key: str, date: str | datetime = "-1", take: int = 50, skip: int = 0) -> list[Message]:
+        """``date="-1"``: the newest page, newest first.  A datetime: messages
+        created or edited after it, oldest first."""
+        answer = await self.request(R.GET_MESSAGES, {"pkDialog": key, "date": date_arg(date), "take": take, "skip": skip})
+        return [Message.from_answer(item) for item in answer["Msg"]]
+
+    async def message(self, key: str, msgkey: str) -> Message:
+        answer = await self.request(R.GET_MESSAGES, {"pkDialog": key, "msgkey": msgkey})
+        return Message.from_answer(answer["Msg"][0])
+
+    async def deleted_messages(
+        self, key: str, date: str | datetime = "-1", take: int = 50, skip: int = 0
+    ) -> list[Message]:
+        """Tombstones of messages deleted for everyone (same paging as ``messages``)."""
+        answer = await self.request(
+            R.GET_DEL_MESSAGES, {"pkDialog": key, "date": date_arg(date), "take": take, "skip": skip}
+        )
+        return [Message.from_answer(item) for item in answer["Msg"]]

@@ -72,6 +72,5 @@ async def auth(call: Call) -> dict[str, Any]:
 @route(DISABLE)
 async def disable(call: Call) -> dict[str, Any]:
     assert call.session is not None
-    await session_store.revoke(call.app.db, call.session.id)
-    call.app.sessions.forget(call.session.token_hash)
+    await call.app.revoke_session(call.session)
     return ok("Session closed")

@@ -1,1 +1,195 @@
-"""Handlers for the dialogs requests."""
+"""CreateDialog, ChangeDialog, KickUser, GetDialogs, GetUsersDialog, and the
+dialog listing of GetMedia (``dialog_media``, called by the media handler).
+
+Who may do what (spec decision 7): the creator owns the dialog; the owner and
+admins change it and remove members; anyone may leave.  To a non-member a
+dialog does not exist (404), except that a public dialog can be joined.
+"""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+from protocol.requests import CHANGE_DIALOG, CREATE_DIALOG, GET_DIALOGS, GET_USERS_DIALOG, KICK_USER
+from protocol.requests.dialogs import (
+    ChangeDialog,
+    CreateDialog,
+    DialogMedia,
+    GetDialogs,
+    GetUsersDialog,
+    KickUser,
+    format_date,
+)
+from protocol.status import Forbidden, NotFound, Unprocessable, ok
+from storage import dialogs as dialog_store
+from storage import friends, media
+from storage import messages as message_store
+
+from ..dispatch import Call, route
+
+DIALOG_NOT_FOUND = "dialog not found"
+
+
+def new_dialog_key() -> str:
+    """Opaque and unguessable: knowing a key grants nothing, but it should not
+    tell how many dialogs exist or when one was made."""
+    return secrets.token_hex(16)
+
+
+async def member_of(call: Call, key: str) -> tuple[int, str]:
+    """(dialog id, role) of the caller in dialog ``key``; 404 for a non-member
+    exactly as for a dialog that does not exist."""
+    found = await dialog_store.membership(call.app.db, key, call.user_id)
+    if found is None:
+        raise NotFound(DIALOG_NOT_FOUND)
+    return found
+
+
+async def check_users_exist(call: Call, user_ids: tuple[int, ...], field: str) -> None:
+    unknown = await dialog_store.unknown_users(call.app.db, user_ids)
+    if unknown:
+        raise NotFound(f"{field}: no user with id {', '.join(map(str, unknown))}")
+
+
+async def check_photo(call: Call, key: str) -> None:
+    """A dialog photo is a media key the caller uploaded, or one already shown
+    publicly (another dialog's or a profile photo)."""
+    row = await media.get_media(call.app.db, key)
+    if row is None:
+        raise NotFound(f"dialog.photo: media {key!r} not found")
+    if row.owner_id != call.user_id and not await dialog_store.is_public_photo(call.app.db, key):
+        raise Unprocessable("dialog.photo: not your upload; upload the picture with Media first")
+
+
+@route(CREATE_DIALOG)
+async def create_dialog(call: Call) -> dict[str, Any]:
+    req = CreateDialog.parse(call.body)
+    others = tuple(u for u in req.members if u != call.user_id)
+    await check_users_exist(call, others, "dialog.idUsers")
+    if len(others) == 1 and await friends.blocked_between(call.app.db, call.user_id, others[0]):
+        raise Forbidden(f"cannot start a dialog with user {others[0]}: one of you has blocked the other")
+    if req.photo is not None:
+        await check_photo(call, req.photo)
+    dialog = await dialog_store.create_dialog(
+        call.app.db,
+        key=new_dialog_key(),
+        name=req.name,
+        private=req.private,
+        photo_key=req.photo,
+        owner_id=call.user_id,
+        members=others,
+    )
+    return ok("Dialog started", hash=dialog.key)
+
+
+@route(CHANGE_DIALOG)
+async def change_dialog(call: Call) -> dict[str, Any]:
+    req = ChangeDialog.parse(call.body)
+    db = call.app.db
+    access = await dialog_store.access(db, req.key, call.user_id)
+    if access is None:
+        raise NotFound(DIALOG_NOT_FOUND)
+    if not access.is_member:
+        if not access.dialog.private and req.only_adds(call.user_id):
+            await dialog_store.change_dialog(db, access.dialog.id, add_members=req.add_members)
+            return ok("Joined the dialog")
+        raise NotFound(DIALOG_NOT_FOUND)
+    if not access.is_manager:
+        raise Forbidden("only the owner or an admin can change this dialog")
+    if req.admins and access.role != dialog_store.OWNER:
+        raise Forbidden("only the owner can appoint admins")
+    await check_users_exist(call, req.add_members, "dialog.IdUsers")
+    if req.admins:
+        members = await dialog_store.roles_of(db, access.dialog.id, req.admins)
+        outsiders = [u for u in req.admins if u not in members and u not in req.add_members]
+        if outsiders:
+            raise Unprocessable(f"dialog.admins: not members of this dialog: {', '.join(map(str, outsiders))}")
+    if req.photo is not None:
+        await check_photo(call, req.photo)
+    await dialog_store.change_dialog(
+        db,
+        access.dialog.id,
+        name=req.name,
+        private=req.private,
+        photo_key=req.photo,
+        add_members=req.add_members,
+        admins=req.admins,
+    )
+    return ok("Dialog changed")
+
+
+@route(KICK_USER)
+async def kick_user(call: Call) -> dict[str, Any]:
+    req = KickUser.parse(call.body)
+    dialog_id, role = await member_of(call, req.key)
+    if req.user_id == call.user_id:
+        await dialog_store.remove_member(call.app.db, dialog_id, call.user_id)
+        return ok("You left the dialog")
+    if role not in dialog_store.MANAGERS:
+        raise Forbidden("only the owner or an admin can remove members")
+    target = (await dialog_store.roles_of(call.app.db, dialog_id, [req.user_id])).get(req.user_id)
+    if target is None:
+        raise NotFound(f"user {req.user_id} is not a member of this dialog")
+    if target == dialog_store.OWNER:
+        raise Forbidden("the owner cannot be removed from the dialog")
+    if target == dialog_store.ADMIN and role != dialog_store.OWNER:
+        raise Forbidden("only the owner can remove an admin")
+    await dialog_store.remove_member(call.app.db, dialog_id, req.user_id)
+    return ok("User removed from the dialog")
+
+
+def dialog_out(item: dialog_store.DialogItem) -> dict[str, Any]:
+    return {
+        "hash": item.key,
+        "name": item.name,
+        "photo": item.photo_key or "",
+        "private": item.private,
+        "role": item.role,
+        "date": format_date(item.created_at),
+        "lastMessageAt": format_date(item.last_message_at),
+    }
+
+
+@route(GET_DIALOGS)
+async def get_dialogs(call: Call) -> dict[str, Any]:
+    page = GetDialogs.parse(call.body).page
+    items = await dialog_store.my_dialogs(call.app.db, call.user_id, since=page.since, take=page.take, skip=page.skip)
+    return ok("List formed", Dialogs=[dialog_out(item) for item in items])
+
+
+@route(GET_USERS_DIALOG)
+async def get_users_dialog(call: Call) -> dict[str, Any]:
+    req = GetUsersDialog.parse(call.body)
+    dialog_id, _ = await member_of(call, req.key)
+    members = await dialog_store.members(call.app.db, dialog_id)
+    return ok(
+        "Members listed",
+        UsersId=[m.user_id for m in members],
+        Owner=next((m.user_id for m in members if m.role == dialog_store.OWNER), None),
+        Admins=[m.user_id for m in members if m.role == dialog_store.ADMIN],
+    )
+
+
+async def dialog_media(call: Call) -> dict[str, Any]:
+    """``GetMedia`` with ``PkDialog``: metadata of the dialog's media (spec
+    decision 5); the bytes come from ``GetMedia`` by key.  Not a route: the
+    media handler owns ``GetMedia`` and hands dialog listings here."""
+    req = DialogMedia.parse(call.body)
+    dialog_id, _ = await member_of(call, req.key)
+    items = await message_store.dialog_media(
+        call.app.db, dialog_id, call.user_id, take=req.page.take, skip=req.page.skip
+    )
+    return ok(
+        "Media listed",
+        Media=[
+            {
+                "hash": item.key,
+                "extension": item.extension,
+                "size": item.size,
+                "msgKey": item.message_key,
+                "date": format_date(item.created_at),
+            }
+            for item in items
+        ],
+    )

@@ -1,1 +1,75 @@
-"""Handlers for the media requests."""
+"""Media: upload a file (``Media``) and download one by key (``GetMedia``).
+
+Uploads are content-addressed on disk (server/media_files.py) and recorded in
+PostgreSQL under a random, opaque key.  A download is allowed to the uploader,
+to members of a dialog where the file is attached, and to anyone for profile
+and dialog photos; everyone else gets the same 404 as for a key that does not
+exist, so a key's existence is never revealed.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from typing import Any
+
+from protocol.requests import GET_MEDIA, MEDIA
+from protocol.requests.media import MediaDownload, MediaUpload, wants_dialog_listing
+from protocol.status import BadRequest, InternalError, NotFound, ok
+from storage import media
+
+from ..dispatch import Call, route
+from ..media_files import MediaStore
+
+log = logging.getLogger("sessia.media")
+
+KEY_BYTES = 16  # 32 hex characters, like the original's keys
+
+
+def _store(call: Call) -> MediaStore:
+    return MediaStore(call.app.config.media_dir)
+
+
+@route(MEDIA)
+async def upload(call: Call) -> dict[str, Any]:
+    req = MediaUpload.parse(call.body, call.app.config.max_media_size)
+    # Bytes first, row second: a crash in between leaves an unreferenced file,
+    # never a key that points at nothing.
+    sha256 = await _store(call).save(req.data)
+    for _ in range(3):  # a clash of 128 random bits is not expected, only tolerated
+        row = await media.insert_media(
+            call.app.db,
+            key=secrets.token_hex(KEY_BYTES),
+            owner_id=call.user_id,
+            extension=req.extension,
+            size=len(req.data),
+            sha256=sha256,
+        )
+        if row is not None:
+            return ok("Media uploaded", Key=row.key)
+    raise InternalError("could not allocate a media key")
+
+
+@route(GET_MEDIA)
+async def get_media(call: Call) -> dict[str, Any]:
+    if wants_dialog_listing(call.body):
+        return await _dialog_media(call)
+    req = MediaDownload.parse(call.body)
+    row = await media.visible_to(call.app.db, req.key, call.user_id)
+    if row is None:
+        raise NotFound("media not found")
+    try:
+        data = await _store(call).read(row.sha256)
+    except FileNotFoundError:
+        log.error("media %s: file %s is missing from the store", row.key, row.sha256.hex())
+        raise InternalError("media file is missing on the server") from None
+    return ok("Media sent", BytesBase64=data, Extension=row.extension, Hash=row.key)
+
+
+async def _dialog_media(call: Call) -> dict[str, Any]:
+    """``GetMedia`` with ``pkDialog``: the dialog's media listing, served by the dialogs area."""
+    try:
+        from .dialogs import dialog_media
+    except ImportError:
+        raise BadRequest("dialog media listing is not available") from None
+    return await dialog_media(call)

@@ -1,1 +1,218 @@
-"""Handlers for the profiles requests."""
+"""Email (send / confirm a code), GetUser and ChangeUser.
+
+An address becomes the account's email only when a code mailed to it comes
+back: ``Email`` with ``email`` and ``ChangeUser`` with ``email`` both go through
+``send_code``, ``Email`` with ``code`` through ``confirm_code``.  The policy
+(lifetime, attempts, resend interval) is in docs/api/profiles.md.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any
+
+from protocol.requests import CHANGE_USER, EMAIL, GET_USER
+from protocol.requests.profiles import IMAGE_EXTENSIONS, ChangeUser, Email, GetUser
+from protocol.status import (
+    Conflict,
+    Forbidden,
+    Gone,
+    NotFound,
+    SessiaError,
+    TooManyRequests,
+    Unauthorized,
+    Unprocessable,
+    ok,
+)
+from storage import email_codes, media, users
+
+from ..dispatch import Call, route
+
+if TYPE_CHECKING:
+    import asyncpg
+
+NICKNAME_CHANGED = "nickname changed"
+PASSWORD_CHANGED = "password changed"
+PHOTO_CHANGED = "profile photo changed"
+CODE_SENT_TO_NEW_EMAIL = "confirmation code sent to the new email"
+
+MAIL_SUBJECT = "Your sessia confirmation code"
+
+
+@route(EMAIL)
+async def email(call: Call) -> dict[str, Any]:
+    req = Email.parse(call.body)
+    if req.sends:
+        code_id = await send_code(call, await current_user(call), req.email)  # type: ignore[arg-type]
+        async with call.app.db.transaction("email.sent") as conn:
+            await email_codes.mark_sent(conn, code_id=code_id, user_id=call.user_id, ttl=call.app.config.email_code_ttl)
+        return ok("code sent to the email")
+    await confirm_code(call, req.code)  # type: ignore[arg-type]
+    return ok("email confirmed")
+
+
+@route(GET_USER)
+async def get_user(call: Call) -> dict[str, Any]:
+    req = GetUser.parse(call.body)
+    user = await users.get_user(call.app.db, req.id)
+    if user is None:
+        raise NotFound("no such user")
+    return ok("user profile", Id=user.id, Nickname=user.nickname, Photo=user.photo_key or "")
+
+
+@route(CHANGE_USER)
+async def change_user(call: Call) -> dict[str, Any]:
+    """Check every filled field first, then apply them all in one transaction:
+    a refusal of any one leaves the profile exactly as it was."""
+    req = ChangeUser.parse(call.body, call.app.config.min_password_length)
+    me = await current_user(call)
+    if req.image_key is not None:
+        await check_photo(call, req.image_key)
+    if req.email is not None:
+        check_address(me, req.email, await users.email_owner(call.app.db, req.email))
+        await check_resend_interval(call)
+    new_hash = await new_password_hash(call, me, req) if req.changes_password else None
+    code_id = await send_code(call, me, req.email) if req.email is not None else None
+    async with call.app.db.transaction("change_user") as conn:
+        if code_id is not None:
+            await email_codes.mark_sent(conn, code_id=code_id, user_id=me.id, ttl=call.app.config.email_code_ttl)
+        await users.update_profile(
+            conn, me.id, nickname=req.nickname, photo_key=req.image_key, password_hash=new_hash
+        )
+        if new_hash is not None:
+            assert call.session is not None
+            await call.app.revoke_user_sessions(me.id, except_session_id=call.session.id, conn=conn)
+    return ok("profile updated", Messages=change_messages(req))
+
+
+def change_messages(req: ChangeUser) -> list[str]:
+    """What changed, in the original's order."""
+    messages = []
+    if req.nickname is not None:
+        messages.append(NICKNAME_CHANGED)
+    if req.changes_password:
+        messages.append(PASSWORD_CHANGED)
+    if req.image_key is not None:
+        messages.append(PHOTO_CHANGED)
+    if req.email is not None:
+        messages.append(CODE_SENT_TO_NEW_EMAIL)
+    return messages
+
+
+async def current_user(call: Call) -> users.User:
+    user = await users.get_user(call.app.db, call.user_id)
+    if user is None:  # deleted while a session was cached
+        raise Unauthorized("account no longer exists")
+    return user
+
+
+async def check_photo(call: Call, key: str) -> None:
+    """A profile photo is an image the caller uploaded."""
+    row = await media.get_media(call.app.db, key)
+    if row is None:
+        raise NotFound("no such media")
+    if row.owner_id != call.user_id:
+        raise Forbidden("imagekey: a profile photo must be your own upload")
+    if row.extension.lower() not in IMAGE_EXTENSIONS:
+        raise Unprocessable(f"imagekey: not an image ({', '.join(sorted(IMAGE_EXTENSIONS))})")
+
+
+async def new_password_hash(call: Call, me: users.User, req: ChangeUser) -> str:
+    if not await call.app.passwords.verify(me.password_hash, req.old_password):  # type: ignore[arg-type]
+        raise Forbidden("old password is wrong")
+    return await call.app.passwords.hash(req.new_password)  # type: ignore[arg-type]
+
+
+# -- email codes ------------------------------------------------------------------------
+
+
+def check_address(me: users.User, email: str, owner: int | None) -> None:
+    """An address another account uses cannot be confirmed here; the account's
+    own address needs no second confirmation."""
+    if owner is not None and owner != me.id:
+        raise Conflict("email is already registered")
+    if owner == me.id and me.email_confirmed:
+        raise Conflict("email is already confirmed")
+
+
+async def check_resend_interval(call: Call, conn: asyncpg.Connection | None = None) -> None:
+    """429 with ``RetryAfter`` (seconds) while the last code is too recent."""
+    wait = await email_codes.seconds_until_resend(
+        conn or call.app.db, call.user_id, call.app.config.email_code_resend_interval
+    )
+    if wait > 0:
+        raise TooManyRequests(f"a code was sent recently, try again in {wait} s", RetryAfter=wait)
+
+
+async def send_code(call: Call, me: users.User, email: str) -> int:
+    """Store a new code for ``email`` and mail it; returns the code's id.
+
+    The code becomes usable once the caller marks it sent
+    (``email_codes.mark_sent``) in the transaction that applies the request.
+    If the mail cannot be sent the code is dropped: the client may retry at
+    once, and a code sent earlier stays valid."""
+    cfg = call.app.config
+    code = email_codes.new_code()
+    async with call.app.db.transaction("email.reserve") as conn:
+        # Re-read under the row lock: the checks below hold against a concurrent request.
+        locked = await users.lock_for_update(conn, me.id) or me
+        check_address(locked, email, await users.email_owner(conn, email))
+        await check_resend_interval(call, conn)
+        code_id = await email_codes.reserve(conn, user_id=me.id, email=email, code=code, ttl=cfg.email_code_ttl)
+    try:
+        await call.app.mailer.send(email, MAIL_SUBJECT, mail_text(code, cfg.email_code_ttl))
+    except BaseException:
+        await email_codes.discard(call.app.db, code_id)
+        raise
+    return code_id
+
+
+def mail_text(code: str, ttl: float) -> str:
+    """The code alone on its line, and no other six-digit number anywhere."""
+    lifetime = f"{math.ceil(ttl / 60)} minutes" if ttl >= 120 else f"{math.ceil(ttl)} second(s)"
+    return (
+        "Your confirmation code:\n"
+        "\n"
+        f"{code}\n"
+        "\n"
+        f"Enter it in the app to confirm this email address. It is valid for {lifetime}.\n"
+        "If you did not ask for it, ignore this message: the address stays unconfirmed.\n"
+    )
+
+
+async def confirm_code(call: Call, code: str) -> None:
+    """Check ``code`` against the pending one; on success the address it was
+    sent to becomes the account's confirmed email.  A wrong guess is counted
+    (committed) even though the request is refused."""
+    max_attempts = call.app.config.email_code_max_attempts
+    async with call.app.db.transaction("email.confirm") as conn:
+        pending = await email_codes.pending_for_update(conn, call.user_id)
+        refusal = unusable(pending, max_attempts)
+        if refusal is None and not pending.matches(code):  # type: ignore[union-attr]
+            attempts = await email_codes.record_failure(conn, pending.id)  # type: ignore[union-attr]
+            refusal = wrong_code(max_attempts - attempts)
+        if refusal is None:
+            assert pending is not None
+            if await users.email_owner(conn, pending.email) not in (None, call.user_id):
+                raise Conflict("email is already registered")
+            await email_codes.consume(conn, pending.id)
+            await users.set_confirmed_email(conn, call.user_id, pending.email)
+    if refusal is not None:
+        raise refusal
+
+
+def unusable(pending: email_codes.PendingCode | None, max_attempts: int) -> SessiaError | None:
+    """Why no guess can be checked against ``pending``, or None."""
+    if pending is None:
+        return NotFound("no pending code: request one first")
+    if pending.expired:
+        return Gone("code expired, request a new code")
+    if pending.attempts >= max_attempts:
+        return TooManyRequests("too many attempts, request a new code")
+    return None
+
+
+def wrong_code(left: int) -> Unprocessable:
+    if left <= 0:
+        return Unprocessable("wrong code, no attempts left: request a new code")
+    return Unprocessable(f"wrong code, {left} attempt{'s' if left != 1 else ''} left")

@@ -1,0 +1,25 @@
+"""Event kinds carried by ``Event`` pushes and ``GetEvents`` pages.
+
+Every event body is ``{"Seq": int, "Kind": str, ...fields}``; ``Seq`` is per
+user, strictly increasing, without gaps in what a subscriber receives.  The
+fields of each kind are listed in docs/protocol.md.
+"""
+
+NEW_MESSAGE = "NewMessage"  # PkDialog, Msg (the GetMessages item shape)
+MESSAGE_EDITED = "MessageEdited"  # PkDialog, Msg
+MESSAGE_DELETED = "MessageDeleted"  # PkDialog, msgKey, deleteAt
+MESSAGES_READ = "MessagesRead"  # PkDialog, Id (reader), msgKey (read up to)
+DIALOG_CREATED = "DialogCreated"  # PkDialog, name, photo, private
+DIALOG_CHANGED = "DialogChanged"  # PkDialog, name, photo, private
+MEMBERS_ADDED = "MembersAdded"  # PkDialog, Ids
+MEMBER_KICKED = "MemberKicked"  # PkDialog, Id
+FRIEND_REQUEST = "FriendRequest"  # Id (who asked)
+FRIEND_ACCEPTED = "FriendAccepted"  # Id (who accepted)
+FRIEND_REMOVED = "FriendRemoved"  # Id
+BLOCKED = "Blocked"  # Id (whom I blocked: sent to my own devices only)
+UNBLOCKED = "Unblocked"  # Id (likewise)
+
+#: Push frame names (the frame's name field, beside the event kinds above).
+PUSH_EVENT = "Event"
+PUSH_RESYNC = "Resync"  # LastSeq: subscribe again from there
+PUSH_TYPING = "Typing"  # PkDialog, Id: ephemeral, no Seq

@@ -1,0 +1,237 @@
+"""Push delivery: from committed events to every subscribed connection.
+
+A connection subscribes with the last seq its client has seen; the hub first
+replays the log after that seq, then pushes live events as they commit, on this
+node (``deliver``) or another (a broker signal, then a read of the log).
+
+Each subscription pushes strictly in seq order with no gaps: an event that
+arrives ahead of its turn (a concurrent commit published first, or a signal
+from another node) triggers a read of the log from the subscription's position
+instead of being sent early.  A client that does not read its socket cannot
+grow server memory without bound: when a connection's unsent bytes pass
+``buffer_limit`` the hub sends one small ``Resync`` push and drops the
+subscription; the client catches up by subscribing again from its last seq.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from protocol.codecs import Codec
+from protocol.events import PUSH_EVENT, PUSH_RESYNC, PUSH_TYPING
+from protocol.frames import encode_push
+from storage import events as event_store
+from storage.db import Database
+
+from .broker import Broker, chunk_items
+
+if TYPE_CHECKING:
+    from .connection import Connection
+
+log = logging.getLogger("sessia.events")
+
+EVENT = PUSH_EVENT
+RESYNC = PUSH_RESYNC
+TYPING = PUSH_TYPING
+CATCH_UP_PAGE = 500
+
+
+@dataclass(eq=False, slots=True)
+class Subscription:
+    conn: Connection
+    user_id: int
+    after: int
+    codec: int = Codec.MSGPACK
+    catching_up: bool = False
+    again: bool = False
+    dropped: bool = False
+
+
+def event_body(row: event_store.EventRow) -> dict[str, Any]:
+    return {"Seq": row.seq, "Kind": row.kind, **row.payload}
+
+
+class EventHub:
+    def __init__(self, db: Database, broker: Broker, *, buffer_limit: int = 1 << 20) -> None:
+        self.db = db
+        self.broker = broker
+        self.buffer_limit = buffer_limit
+        self._by_user: dict[int, set[Subscription]] = {}
+        self._by_conn: dict[Connection, Subscription] = {}
+        self._signals: list[str] = []
+        self._flush_scheduled = False
+        self._tasks: set[asyncio.Task] = set()
+        self.pushed = 0
+
+    # -- subscriptions -------------------------------------------------------------
+
+    def subscribe(self, conn: Connection, user_id: int, after: int, codec: int) -> Subscription:
+        self.unsubscribe(conn)
+        sub = Subscription(conn, user_id, after, codec)
+        self._by_conn[conn] = sub
+        self._by_user.setdefault(user_id, set()).add(sub)
+        self._start_catch_up(sub)
+        return sub
+
+    def unsubscribe(self, conn: Connection) -> None:
+        sub = self._by_conn.pop(conn, None)
+        if sub is None:
+            return
+        sub.dropped = True
+        subs = self._by_user.get(sub.user_id)
+        if subs is not None:
+            subs.discard(sub)
+            if not subs:
+                del self._by_user[sub.user_id]
+
+    def unsubscribe_user(self, user_id: int, keep: Connection | None = None) -> list[Connection]:
+        """Drop every subscription of a user but ``keep``'s; returns their connections."""
+        conns = [s.conn for s in list(self._by_user.get(user_id, ())) if s.conn is not keep]
+        for conn in conns:
+            self.unsubscribe(conn)
+        return conns
+
+    def connections_of(self, user_id: int) -> list[Connection]:
+        return [s.conn for s in self._by_user.get(user_id, ())]
+
+    @property
+    def subscriptions(self) -> int:
+        return len(self._by_conn)
+
+    # -- delivery --------------------------------------------------------------------
+
+    def deliver(self, rows: list[event_store.EventRow]) -> None:
+        """Events this node has just committed: push them here, signal the others."""
+        if not rows:
+            return
+        for row in rows:
+            for sub in list(self._by_user.get(row.user_id, ())):
+                self._push(sub, row)
+        self._signals.extend(f"{row.user_id}:{row.seq}" for row in rows)
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush_signals)
+
+    def _flush_signals(self) -> None:
+        """One NOTIFY for everything committed in this loop iteration."""
+        self._flush_scheduled = False
+        items, self._signals = self._signals, []
+        for payload in chunk_items("", items):
+            self._spawn(self.broker.publish("events", payload))
+
+    def on_signal(self, channel: str, payload: str) -> None:
+        if channel == "events":
+            self._on_remote_events(payload)
+        elif channel == "typing":
+            self._on_remote_typing(payload)
+
+    def _on_remote_events(self, payload: str) -> None:
+        for item in payload.split(","):
+            user, _, seq = item.partition(":")
+            subs = self._by_user.get(int(user))
+            if not subs:
+                continue
+            for sub in list(subs):
+                if int(seq) > sub.after:
+                    self._start_catch_up(sub)
+
+    async def catch_up_all(self) -> None:
+        """After a broker reconnect signals may have been missed: re-read the log."""
+        for sub in list(self._by_conn.values()):
+            self._start_catch_up(sub)
+
+    def _push(self, sub: Subscription, row: event_store.EventRow) -> None:
+        if sub.dropped or row.seq <= sub.after:
+            return
+        if sub.catching_up or row.seq != sub.after + 1:
+            # Not its turn: the log has it (it committed), read from there.
+            self._start_catch_up(sub)
+            return
+        self._send(sub, row)
+
+    def _send(self, sub: Subscription, row: event_store.EventRow) -> bool:
+        conn = sub.conn
+        transport = conn.transport
+        if transport is None or transport.is_closing():
+            self.unsubscribe(conn)
+            return False
+        if transport.get_write_buffer_size() > self.buffer_limit:
+            log.info("push buffer of %s over %d bytes: asking it to resync", conn.peer, self.buffer_limit)
+            conn.send(encode_push(RESYNC, {"LastSeq": sub.after}, sub.codec))
+            self.unsubscribe(conn)
+            return False
+        conn.send(encode_push(EVENT, event_body(row), sub.codec))
+        sub.after = row.seq
+        self.pushed += 1
+        return True
+
+    def _start_catch_up(self, sub: Subscription) -> None:
+        if sub.dropped:
+            return
+        if sub.catching_up:
+            sub.again = True
+            return
+        sub.catching_up = True
+        self._spawn(self._catch_up(sub))
+
+    async def _catch_up(self, sub: Subscription) -> None:
+        try:
+            while not sub.dropped:
+                sub.again = False
+                rows, _ = await event_store.read_after(self.db, sub.user_id, sub.after, CATCH_UP_PAGE)
+                for row in rows:
+                    transport = sub.conn.transport
+                    # Replay at the reader's pace: wait while its buffer is half full.
+                    while (
+                        transport is not None
+                        and not transport.is_closing()
+                        and transport.get_write_buffer_size() > self.buffer_limit // 2
+                    ):
+                        await asyncio.sleep(0.01)
+                    if sub.dropped or row.seq <= sub.after:
+                        continue
+                    if not self._send(sub, row):
+                        return
+                if len(rows) < CATCH_UP_PAGE and not sub.again:
+                    return
+        except Exception as exc:
+            log.warning("catch-up for user %d failed: %s", sub.user_id, exc)
+            if not sub.dropped:
+                sub.conn.send(encode_push(RESYNC, {"LastSeq": sub.after}, sub.codec))
+                self.unsubscribe(sub.conn)
+        finally:
+            sub.catching_up = False
+
+    # -- ephemeral signals -------------------------------------------------------------
+
+    def typing(self, user_ids: list[int], body: dict[str, Any], *, origin: Connection | None = None) -> None:
+        """Typing indicators: pushed to connected members, never stored."""
+        self._push_ephemeral(user_ids, body, origin)
+        uids = ",".join(str(u) for u in user_ids)
+        self._spawn(self.broker.publish("typing", f"{uids};{body['PkDialog']};{body['Id']}"))
+
+    def _on_remote_typing(self, payload: str) -> None:
+        uids, dialog_key, typer = payload.split(";")
+        self._push_ephemeral([int(u) for u in uids.split(",") if u], {"PkDialog": dialog_key, "Id": int(typer)}, None)
+
+    def _push_ephemeral(self, user_ids: list[int], body: dict[str, Any], origin: Connection | None) -> None:
+        for uid in user_ids:
+            for sub in list(self._by_user.get(uid, ())):
+                transport = sub.conn.transport
+                if sub.conn is origin or transport is None or transport.get_write_buffer_size() > self.buffer_limit:
+                    continue  # ephemeral: dropping is fine
+                sub.conn.send(encode_push(TYPING, body, sub.codec))
+
+    # -- plumbing ----------------------------------------------------------------------
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def close(self) -> None:
+        if self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)

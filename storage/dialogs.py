@@ -1,0 +1,292 @@
+"""Dialogs and their members.
+
+Every lookup by dialog key joins the caller's membership in the same query, so
+"is this a dialog I may see?" costs one indexed round trip (dialogs.key is
+unique, dialog_members is keyed by (dialog_id, user_id)).  The SQL lives in
+module constants so the scale test can EXPLAIN exactly what runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from .db import Database
+
+OWNER = "owner"
+ADMIN = "admin"
+MEMBER = "member"
+MANAGERS = (OWNER, ADMIN)
+
+_DIALOG_COLUMNS = "d.id, d.key, d.name, d.private, d.photo_key, d.owner_id, d.created_at, d.updated_at, d.last_message_at"
+
+
+@dataclass(frozen=True, slots=True)
+class Dialog:
+    id: int
+    key: str
+    name: str
+    private: bool
+    photo_key: str | None
+    owner_id: int | None
+    created_at: datetime
+    updated_at: datetime
+    last_message_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class Access:
+    """A dialog and the caller's role in it (``None``: not a member)."""
+
+    dialog: Dialog
+    role: str | None
+
+    @property
+    def is_member(self) -> bool:
+        return self.role is not None
+
+    @property
+    def is_manager(self) -> bool:
+        return self.role in MANAGERS
+
+
+@dataclass(frozen=True, slots=True)
+class DialogItem:
+    """One line of "my dialogs"."""
+
+    key: str
+    name: str
+    photo_key: str | None
+    private: bool
+    role: str
+    created_at: datetime
+    last_message_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class Member:
+    user_id: int
+    role: str
+
+
+def _dialog(row) -> Dialog:
+    return Dialog(**{k: row[k] for k in Dialog.__slots__})  # type: ignore[attr-defined]
+
+
+# -- lookups ------------------------------------------------------------------------
+
+#: A dialog by key with the caller's role; role is NULL for a non-member.
+ACCESS_SQL = f"""
+SELECT {_DIALOG_COLUMNS}, dm.role
+FROM dialogs d
+LEFT JOIN dialog_members dm ON dm.dialog_id = d.id AND dm.user_id = $2
+WHERE d.key = $1
+"""
+
+#: The membership check of every request about a dialog's content.
+MEMBERSHIP_SQL = """
+SELECT d.id, dm.role
+FROM dialogs d
+JOIN dialog_members dm ON dm.dialog_id = d.id AND dm.user_id = $2
+WHERE d.key = $1
+"""
+
+
+async def access(db: Database, key: str, user_id: int) -> Access | None:
+    """The dialog ``key`` and the caller's role, or None if no such dialog."""
+    row = await db.fetchrow("dialogs.access", ACCESS_SQL, key, user_id)
+    return Access(_dialog(row), row["role"]) if row else None
+
+
+async def membership(db: Database, key: str, user_id: int) -> tuple[int, str] | None:
+    """(dialog id, role) if ``user_id`` is a member of dialog ``key``."""
+    row = await db.fetchrow("dialogs.membership", MEMBERSHIP_SQL, key, user_id)
+    return (row["id"], row["role"]) if row else None
+
+
+MEMBERS_SQL = """
+SELECT user_id, role FROM dialog_members WHERE dialog_id = $1 ORDER BY joined_at, user_id
+"""
+
+
+async def members(db: Database, dialog_id: int) -> list[Member]:
+    """Members in the order they joined (the creator first)."""
+    return [Member(r["user_id"], r["role"]) for r in await db.fetch("dialogs.members", MEMBERS_SQL, dialog_id)]
+
+
+ROLES_OF_SQL = """
+SELECT user_id, role FROM dialog_members WHERE dialog_id = $1 AND user_id = ANY($2::bigint[])
+"""
+
+
+async def roles_of(db: Database, dialog_id: int, user_ids: Sequence[int]) -> dict[int, str]:
+    """The roles of those of ``user_ids`` who are members."""
+    rows = await db.fetch("dialogs.roles_of", ROLES_OF_SQL, dialog_id, list(user_ids))
+    return {r["user_id"]: r["role"] for r in rows}
+
+
+UNKNOWN_USERS_SQL = """
+SELECT coalesce(array_agg(u.id ORDER BY u.n), '{}')
+FROM unnest($1::bigint[]) WITH ORDINALITY AS u(id, n)
+WHERE NOT EXISTS (SELECT 1 FROM users WHERE users.id = u.id)
+"""
+
+
+async def unknown_users(db: Database, user_ids: Sequence[int]) -> list[int]:
+    """Those of ``user_ids`` that name no account, in the order given."""
+    if not user_ids:
+        return []
+    return list(await db.fetchval("dialogs.unknown_users", UNKNOWN_USERS_SQL, list(user_ids)))
+
+
+PUBLIC_PHOTO_SQL = """
+SELECT EXISTS (SELECT 1 FROM dialogs WHERE photo_key = $1)
+    OR EXISTS (SELECT 1 FROM users WHERE photo_key = $1)
+"""
+
+
+async def is_public_photo(db: Database, media_key: str) -> bool:
+    """Already shown to others as a dialog or profile photo."""
+    return await db.fetchval("dialogs.is_public_photo", PUBLIC_PHOTO_SQL, media_key)
+
+
+# -- changes --------------------------------------------------------------------------
+
+#: The dialog and all its first members in one statement: never a dialog without its owner.
+CREATE_SQL = f"""
+WITH d AS (
+    INSERT INTO dialogs (key, name, private, photo_key, owner_id)
+    VALUES ($1, $2, $3, $4, $5)
+    RETURNING *
+), owner AS (
+    INSERT INTO dialog_members (dialog_id, user_id, role)
+    SELECT d.id, $5, 'owner' FROM d
+), others AS (
+    INSERT INTO dialog_members (dialog_id, user_id, role)
+    SELECT d.id, u.id, 'member' FROM d, unnest($6::bigint[]) AS u(id)
+    WHERE u.id <> $5
+    ON CONFLICT DO NOTHING
+)
+SELECT {_DIALOG_COLUMNS} FROM d
+"""
+
+
+async def create_dialog(
+    db: Database,
+    *,
+    key: str,
+    name: str,
+    private: bool,
+    photo_key: str | None,
+    owner_id: int,
+    members: Sequence[int],
+) -> Dialog:
+    row = await db.fetchrow("dialogs.create", CREATE_SQL, key, name, private, photo_key, owner_id, list(members))
+    return _dialog(row)
+
+
+UPDATE_SQL = """
+UPDATE dialogs SET
+    name = coalesce($2, name),
+    private = coalesce($3, private),
+    photo_key = coalesce($4, photo_key),
+    updated_at = now()
+WHERE id = $1
+"""
+
+ADD_MEMBERS_SQL = """
+INSERT INTO dialog_members (dialog_id, user_id, role)
+SELECT $1, u.id, CASE WHEN u.id = ANY($3::bigint[]) THEN 'admin' ELSE 'member' END
+FROM unnest($2::bigint[]) AS u(id)
+ON CONFLICT DO NOTHING
+"""
+
+PROMOTE_SQL = """
+UPDATE dialog_members SET role = 'admin'
+WHERE dialog_id = $1 AND user_id = ANY($2::bigint[]) AND role = 'member'
+"""
+
+
+async def change_dialog(
+    db: Database,
+    dialog_id: int,
+    *,
+    name: str | None = None,
+    private: bool | None = None,
+    photo_key: str | None = None,
+    add_members: Sequence[int] = (),
+    admins: Sequence[int] = (),
+) -> None:
+    """All the changes of one ``ChangeDialog``, together or not at all.  New
+    members listed in ``admins`` join as admins; ``updated_at`` moves so that
+    "dialogs changed since" finds the dialog."""
+    async with db.transaction("dialogs.change") as conn:
+        await conn.execute(UPDATE_SQL, dialog_id, name, private, photo_key)
+        if add_members:
+            await conn.execute(ADD_MEMBERS_SQL, dialog_id, list(add_members), list(admins))
+        if admins:
+            await conn.execute(PROMOTE_SQL, dialog_id, list(admins))
+
+
+REMOVE_MEMBER_SQL = """
+DELETE FROM dialog_members WHERE dialog_id = $1 AND user_id = $2 RETURNING role
+"""
+
+#: When the owner leaves, the longest-standing admin (else member) inherits the
+#: dialog; a dialog nobody is left in keeps no owner.
+HAND_OVER_SQL = """
+WITH heir AS (
+    SELECT user_id FROM dialog_members WHERE dialog_id = $1
+    ORDER BY role = 'admin' DESC, joined_at, user_id
+    LIMIT 1
+), promoted AS (
+    UPDATE dialog_members SET role = 'owner'
+    FROM heir WHERE dialog_members.dialog_id = $1 AND dialog_members.user_id = heir.user_id
+)
+UPDATE dialogs SET owner_id = (SELECT user_id FROM heir), updated_at = now() WHERE id = $1
+"""
+
+
+async def remove_member(db: Database, dialog_id: int, user_id: int) -> bool:
+    """Remove a member (kick or leave); False if they were not a member."""
+    async with db.transaction("dialogs.remove_member") as conn:
+        role = await conn.fetchval(REMOVE_MEMBER_SQL, dialog_id, user_id)
+        if role == OWNER:
+            await conn.execute(HAND_OVER_SQL, dialog_id)
+    return role is not None
+
+
+# -- listings -------------------------------------------------------------------------
+
+_ITEM_COLUMNS = "d.key, d.name, d.photo_key, d.private, dm.role, d.created_at, d.last_message_at"
+
+#: My dialogs, most recent activity first (a dialog without messages counts from its creation).
+MY_DIALOGS_SQL = f"""
+SELECT {_ITEM_COLUMNS}
+FROM dialog_members dm
+JOIN dialogs d ON d.id = dm.dialog_id
+WHERE dm.user_id = $1
+ORDER BY coalesce(d.last_message_at, d.created_at) DESC, d.id DESC
+LIMIT $2 OFFSET $3
+"""
+
+#: My dialogs with anything new after $4: a message, a change (name, photo,
+#: privacy, owner), or my joining it.
+MY_DIALOGS_SINCE_SQL = f"""
+SELECT {_ITEM_COLUMNS}
+FROM dialog_members dm
+JOIN dialogs d ON d.id = dm.dialog_id
+WHERE dm.user_id = $1
+  AND (d.last_message_at > $4 OR d.updated_at > $4 OR dm.joined_at > $4)
+ORDER BY coalesce(d.last_message_at, d.created_at) DESC, d.id DESC
+LIMIT $2 OFFSET $3
+"""
+
+
+async def my_dialogs(db: Database, user_id: int, *, since: datetime | None, take: int, skip: int) -> list[DialogItem]:
+    if since is None:
+        rows = await db.fetch("dialogs.mine", MY_DIALOGS_SQL, user_id, take, skip)
+    else:
+        rows = await db.fetch("dialogs.mine_since", MY_DIALOGS_SINCE_SQL, user_id, take, skip, since)
+    return [DialogItem(**dict(r)) for r in rows]

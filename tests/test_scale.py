@@ -1,0 +1,179 @@
+"""At scale: 200 000 messages in 1 000 dialogs (among 21 000).  Every hot query of dialogs,
+messages and search uses an index (EXPLAIN of the very SQL the storage modules
+run, with real values and as a generic plan, which is what a prepared
+statement may switch to), and a page stays fast through the real server."""
+
+from __future__ import annotations
+
+import os
+import statistics
+import time
+
+import asyncpg
+import pytest
+
+from bench.seed import seed
+from protocol.requests.search import like_pattern
+from storage import dialogs as dialog_sql
+from storage import messages as message_sql
+from storage import search as search_sql
+
+from .conftest import unique
+
+MESSAGES = 200_000
+DIALOGS = 1_000
+#: Quiet dialogs (members, no messages): most of a real server's dialogs, and
+#: what makes "my dialogs" a needle in a haystack as it is in production.
+IDLE_DIALOGS = 20_000
+#: The test user is in this many of the dialogs (the longest histories among them).
+MY_DIALOGS = 30
+#: SESSIA_SHOW_PLANS="history page,catch-up page" prints those plans.
+SHOW_PLANS = {n.strip() for n in os.environ.get("SESSIA_SHOW_PLANS", "").split(",") if n.strip()}
+BIG_TABLES = ("messages", "dialog_members", "dialogs", "message_media", "message_hidden")
+
+LATENCY_BOUNDS_MS = {"GetMessages page at skip 5000": 400, "Search everyWhere (common)": 1000}
+
+EXPLAIN_GENERIC = """
+CREATE FUNCTION pg_temp.explain_generic(q text) RETURNS SETOF text LANGUAGE plpgsql AS $$
+BEGIN
+    RETURN QUERY EXECUTE 'EXPLAIN (GENERIC_PLAN) ' || q;
+END
+$$
+"""
+
+
+async def plans(conn: asyncpg.Connection, sql: str, *args) -> tuple[str, str]:
+    """The plan for these values, and the generic plan for any values."""
+    custom = "\n".join(r[0] for r in await conn.fetch("EXPLAIN " + sql, *args))
+    generic = "\n".join(r[0] for r in await conn.fetch("SELECT * FROM pg_temp.explain_generic($1)", sql))
+    return custom, generic
+
+
+def unindexed(name: str, plan: str) -> list[str]:
+    """Why ``plan`` is not an indexed plan (nothing if it is)."""
+    problems = [f"{name} uses no index"] if "Index" not in plan else []
+    problems += [f"{name} scans all of {t}" for t in BIG_TABLES if f"Seq Scan on {t}" in plan]
+    return [f"{p}:\n{plan}" for p in problems]
+
+
+async def timed(samples: int, call) -> tuple[float, float]:
+    """Median and 95th percentile in milliseconds."""
+    took = []
+    for _ in range(samples):
+        t0 = time.perf_counter()
+        await call()
+        took.append((time.perf_counter() - t0) * 1000)
+    took.sort()
+    return statistics.median(took), took[int(len(took) * 0.95) - 1]
+
+
+@pytest.fixture
+def scale_server(start_server, new_database):
+    url = new_database()
+    return start_server(database_url=url), url
+
+
+async def test_hot_queries_use_indexes_at_scale(scale_server, connect, capsys):
+    server, url = scale_server
+    me = await connect(target=server)
+    login = unique()
+    await me.register(login, f"{login}@example.org", "correct horse battery")
+
+    conn = await asyncpg.connect(url)
+    try:
+        seeded = await seed(
+            conn,
+            messages=MESSAGES,
+            dialogs=DIALOGS,
+            idle_dialogs=IDLE_DIALOGS,
+            extra_members=(me.user_id,),
+            extra_dialogs=MY_DIALOGS,
+        )
+        assert seeded.seconds < 60, f"seeding took {seeded.seconds:.1f}s"
+        assert await conn.fetchval("SELECT count(*) FROM messages") == MESSAGES
+
+        big_id, uid = seeded.biggest_dialog, me.user_id
+        big_key = seeded.dialog_keys[seeded.dialog_ids.index(big_id)]
+        my_ids = list(seeded.dialog_ids[:MY_DIALOGS])
+        # A few messages through the API: a rare word to search for, a hidden and a deleted one.
+        needle = await me.send_message(big_key, "уникальныйтермин в длинной истории")
+        hidden = await me.send_message(big_key, "hide me")
+        await me.hide_message(big_key, hidden)
+        deleted = await me.send_message(big_key, "delete me")
+        await me.delete_message(big_key, deleted)
+        await conn.execute("ANALYZE messages, message_hidden, dialogs, dialog_members")
+        some_key = await conn.fetchval(
+            "SELECT key FROM messages WHERE dialog_id = $1 ORDER BY id DESC OFFSET 500 LIMIT 1", big_id
+        )
+        since = await conn.fetchval(
+            "SELECT created_at FROM messages WHERE dialog_id = $1 ORDER BY id DESC OFFSET 40 LIMIT 1", big_id
+        )
+        await conn.execute(EXPLAIN_GENERIC)
+
+        queries = {
+            "membership": (dialog_sql.MEMBERSHIP_SQL, big_key, uid),
+            "dialog access": (dialog_sql.ACCESS_SQL, big_key, uid),
+            "dialog members": (dialog_sql.MEMBERS_SQL, big_id),
+            "my dialogs": (dialog_sql.MY_DIALOGS_SQL, uid, 50, 0),
+            "my dialogs since": (dialog_sql.MY_DIALOGS_SINCE_SQL, uid, 50, 0, since),
+            "history page": (message_sql.PAGE_NEWEST_SQL, big_id, uid, 50, 0),
+            "deep history page": (message_sql.PAGE_NEWEST_SQL, big_id, uid, 50, 5000),
+            "catch-up page": (message_sql.PAGE_SINCE_SQL, big_id, uid, 50, 0, since),
+            "one message": (message_sql.SINGLE_SQL, big_id, uid, some_key),
+            "tombstones": (message_sql.DELETED_NEWEST_SQL, big_id, 50, 0),
+            "tombstones since": (message_sql.DELETED_SINCE_SQL, big_id, 50, 0, since),
+            "dialog media": (message_sql.DIALOG_MEDIA_SQL, big_id, uid, 50, 0),
+            "send": (message_sql.ADD_SQL, big_key, uid, "k" * 32, "hello", [], []),
+            "edit": (message_sql.EDIT_SQL, big_key, uid, some_key, "edited"),
+            "delete": (message_sql.DELETE_SQL, big_key, uid, some_key),
+            "hide": (message_sql.HIDE_SQL, big_key, uid, some_key),
+            "search my dialogs (rare)": (search_sql.MY_DIALOGS_SQL, uid, like_pattern("уникальныйтермин"), 50, 0),
+            "search my dialogs (common)": (search_sql.MY_DIALOGS_SQL, uid, like_pattern("отчёт"), 50, 0),
+            "search public dialogs": (search_sql.PUBLIC_DIALOGS_SQL, uid, like_pattern("Hello world"), 50, 0),
+            "search dialog ids": (search_sql.MY_DIALOG_IDS_SQL, uid, [big_key]),
+            "search in a dialog (rare)": (search_sql.IN_DIALOGS_SQL, uid, like_pattern("уникальный"), 50, 0, [big_id]),
+            "search in a dialog (common)": (search_sql.IN_DIALOGS_SQL, uid, like_pattern("привет"), 50, 0, [big_id]),
+            "search in my dialogs": (search_sql.IN_DIALOGS_SQL, uid, like_pattern("hello world"), 50, 0, my_ids),
+        }
+        problems = []
+        for name, (sql, *args) in queries.items():
+            custom, generic = await plans(conn, sql, *args)
+            if name in SHOW_PLANS:
+                with capsys.disabled():
+                    print(f"\n-- {name}\n{custom}\n-- {name} (generic plan)\n{generic}")
+            problems += unindexed(name, custom) + unindexed(f"{name} (generic plan)", generic)
+        assert not problems, "\n\n".join(problems)
+    finally:
+        await conn.close()
+
+    # The same operations through the server, as a client sees them.
+    samples = 30
+    latencies = {
+        "GetMessages newest page (50)": await timed(samples, lambda: me.messages(big_key, take=50)),
+        "GetMessages page at skip 5000": await timed(samples, lambda: me.messages(big_key, take=50, skip=5000)),
+        "GetMessages catch-up": await timed(samples, lambda: me.messages(big_key, date=since, take=50)),
+        "GetMessages one message": await timed(samples, lambda: me.message(big_key, some_key)),
+        f"GetDialogs (of {MY_DIALOGS})": await timed(samples, lambda: me.dialogs(take=50)),
+        "GetUsersDialog": await timed(samples, lambda: me.dialog_members(big_key)),
+        "Search everyWhere (rare)": await timed(samples, lambda: me.search_dialogs("уникальныйтермин")),
+        "Search everyWhere (common)": await timed(samples, lambda: me.search_dialogs("отчёт")),
+        "Search inDialogs (rare)": await timed(samples, lambda: me.search_messages("уникальный", big_key)),
+        "SendMessage add": await timed(samples, lambda: me.send_message(big_key, "timing message")),
+    }
+    with capsys.disabled():
+        print(f"\n{MESSAGES} messages in {DIALOGS} dialogs (longest history {seeded.biggest_count}),"
+              f" seeded in {seeded.seconds:.1f}s; latency through the server, ms:")
+        for name, (median, p95) in latencies.items():
+            print(f"  {name:32} median {median:7.2f}   p95 {p95:7.2f}")
+
+    # Correctness at scale: the rare word is found, hidden and deleted are not.
+    assert [h.key for h in await me.search_messages("уникальныйтермин", big_key)] == [needle]
+    assert (await me.search_dialogs("уникальныйтермин")).dialogs == (big_key,)
+    assert await me.search_messages("hide me", big_key) == []
+    assert await me.search_messages("delete me", big_key) == []
+    # Generous bounds (a few times what a loaded test machine measures), to
+    # catch a plan gone wrong rather than to benchmark.  A common word's search
+    # rechecks every message containing it (here ~14% of all), hence its bound.
+    for name, (median, _) in latencies.items():
+        bound = LATENCY_BOUNDS_MS.get(name, 100)
+        assert median < bound, f"{name}: median {median:.1f} ms, expected under {bound} ms"
