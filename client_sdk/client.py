@@ -20,14 +20,14 @@ from protocol import requests as R
 from protocol.codecs import Codec
 from protocol.status import error_for
 
-from .api import DialogsAPI, FriendsAPI, MediaAPI, MessagesAPI, ProfilesAPI, SearchAPI
+from .api import DevicesAPI, DialogsAPI, FriendsAPI, MediaAPI, MessagesAPI, ProfilesAPI, SearchAPI
 from .errors import ConnectionClosed, NotLoggedIn
 from .events import EventStream
 from .transport import Push, Transport, open_transport
 from .types import ClientBuild, Device, LoginResult
 
 
-class Client(ProfilesAPI, FriendsAPI, MediaAPI, DialogsAPI, MessagesAPI, SearchAPI):
+class Client(ProfilesAPI, FriendsAPI, MediaAPI, DialogsAPI, MessagesAPI, SearchAPI, DevicesAPI):
     def __init__(
         self,
         transport: Transport,

@@ -13,9 +13,10 @@ DIALOG_CREATED = "DialogCreated"  # PkDialog, name, photo, private
 DIALOG_CHANGED = "DialogChanged"  # PkDialog, name, photo, private
 MEMBERS_ADDED = "MembersAdded"  # PkDialog, Ids
 MEMBER_KICKED = "MemberKicked"  # PkDialog, Id
-FRIEND_REQUEST = "FriendRequest"  # Id (who asked)
-FRIEND_ACCEPTED = "FriendAccepted"  # Id (who accepted)
-FRIEND_REMOVED = "FriendRemoved"  # Id
+FRIEND_REQUEST = "FriendRequest"  # From (who asked), To: sent to both users
+FRIEND_ACCEPTED = "FriendAccepted"  # From (who accepted), To: sent to both users
+FRIEND_REQUEST_CANCELLED = "FriendRequestCancelled"  # From (who had asked), To
+FRIEND_REMOVED = "FriendRemoved"  # From (who ended it), To
 BLOCKED = "Blocked"  # Id (whom I blocked: sent to my own devices only)
 UNBLOCKED = "Unblocked"  # Id (likewise)
 

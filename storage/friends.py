@@ -176,11 +176,9 @@ async def add_block(conn: asyncpg.Connection, blocker: int, blocked: int) -> boo
     return status == "INSERT 0 1"
 
 
-async def remove_block(db: Database, blocker: int, blocked: int) -> bool:
-    """Unblock; False if not blocked."""
-    status = await db.execute(
-        "friends.remove_block", "DELETE FROM blocks WHERE blocker_id = $1 AND blocked_id = $2", blocker, blocked
-    )
+async def remove_block(conn: asyncpg.Connection, blocker: int, blocked: int) -> bool:
+    """Unblock (inside the caller's transaction); False if not blocked."""
+    status = await conn.execute("DELETE FROM blocks WHERE blocker_id = $1 AND blocked_id = $2", blocker, blocked)
     return status == "DELETE 1"
 
 

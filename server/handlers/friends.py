@@ -17,11 +17,12 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from protocol import events as ev
 from protocol.requests import REQUEST_FR_BL
 from protocol.requests import friends as ops
 from protocol.requests.friends import ListOperation, UserOperation, parse_operation
 from protocol.status import Conflict, Forbidden, NotFound, ok
-from storage import friends
+from storage import events, friends
 
 from ..dispatch import Call, route
 
@@ -59,9 +60,21 @@ async def append(call: Call, req: UserOperation) -> dict[str, Any]:
             raise Conflict("friend request already sent")
         if rel.incoming:
             await friends.make_friends(conn, call.user_id, req.user_id, req.note or "")
-            return ok("Friend request accepted: you are now friends", State=friends.FRIEND)
-        await friends.add_request(conn, call.user_id, req.user_id, req.note or "")
-    return ok("Friend request sent", State=friends.REQUESTED)
+            pushed = await _between(conn, ev.FRIEND_ACCEPTED, call.user_id, req.user_id)
+            state = friends.FRIEND
+        else:
+            await friends.add_request(conn, call.user_id, req.user_id, req.note or "")
+            pushed = await _between(conn, ev.FRIEND_REQUEST, call.user_id, req.user_id)
+            state = friends.REQUESTED
+    call.app.events.deliver(pushed)
+    if state == friends.FRIEND:
+        return ok("Friend request accepted: you are now friends", State=state)
+    return ok("Friend request sent", State=state)
+
+
+async def _between(conn: Any, kind: str, actor: int, other: int, to: tuple[int, ...] | None = None) -> list:
+    """Record a friendship event for both users (or only ``to``)."""
+    return await events.append(conn, list(to or (actor, other)), kind, {"From": actor, "To": other})
 
 
 async def accept(call: Call, req: UserOperation) -> dict[str, Any]:
@@ -73,6 +86,8 @@ async def accept(call: Call, req: UserOperation) -> dict[str, Any]:
         if not rel.incoming:
             raise NotFound("no friend request from this user")
         await friends.make_friends(conn, call.user_id, req.user_id, req.note or "")
+        pushed = await _between(conn, ev.FRIEND_ACCEPTED, call.user_id, req.user_id)
+    call.app.events.deliver(pushed)
     return ok("Friend request accepted", State=friends.FRIEND)
 
 
@@ -82,6 +97,8 @@ async def cancel(call: Call, req: UserOperation) -> dict[str, Any]:
         await friends.lock_pair(conn, call.user_id, req.user_id)
         if not await friends.delete_request(conn, call.user_id, req.user_id):
             raise NotFound("no friend request to this user")
+        pushed = await _between(conn, ev.FRIEND_REQUEST_CANCELLED, call.user_id, req.user_id)
+    call.app.events.deliver(pushed)
     return ok("Friend request cancelled")
 
 
@@ -91,6 +108,8 @@ async def remove(call: Call, req: UserOperation) -> dict[str, Any]:
         await friends.lock_pair(conn, call.user_id, req.user_id)
         if not await friends.remove_friendship(conn, call.user_id, req.user_id):
             raise NotFound("not friends with this user")
+        pushed = await _between(conn, ev.FRIEND_REMOVED, call.user_id, req.user_id)
+    call.app.events.deliver(pushed)
     return ok("Friend removed")
 
 
@@ -111,13 +130,24 @@ async def add_block(call: Call, req: UserOperation) -> dict[str, Any]:
             raise Conflict("user is already blocked")
         await friends.drop_contacts(conn, call.user_id, req.user_id)
         await friends.add_block(conn, call.user_id, req.user_id)
+        # The blocked user learns only what their own lists will show anyway.
+        pushed = await events.append(conn, [call.user_id], ev.BLOCKED, {"Id": req.user_id})
+        if rel.friends:
+            pushed += await _between(conn, ev.FRIEND_REMOVED, call.user_id, req.user_id, to=(req.user_id,))
+        elif rel.incoming or rel.outgoing:
+            asker, other = (req.user_id, call.user_id) if rel.incoming else (call.user_id, req.user_id)
+            pushed += await _between(conn, ev.FRIEND_REQUEST_CANCELLED, asker, other, to=(req.user_id,))
+    call.app.events.deliver(pushed)
     return ok("User blocked")
 
 
 async def del_block(call: Call, req: UserOperation) -> dict[str, Any]:
     """Unblock ``id``.  Nothing else comes back: a dropped friendship stays dropped."""
-    if not await friends.remove_block(call.app.db, call.user_id, req.user_id):
-        raise NotFound("user is not blocked")
+    async with call.app.db.transaction("friends.del_block") as conn:
+        if not await friends.remove_block(conn, call.user_id, req.user_id):
+            raise NotFound("user is not blocked")
+        pushed = await events.append(conn, [call.user_id], ev.UNBLOCKED, {"Id": req.user_id})
+    call.app.events.deliver(pushed)
     return ok("User unblocked")
 
 

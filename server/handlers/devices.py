@@ -1,0 +1,1 @@
+"""Handlers for device sessions and password reset."""

@@ -1,0 +1,198 @@
+"""Push events, catch-up, resync, and several server nodes on one PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import client_sdk
+from client_sdk import Gone
+
+from .conftest import unique
+from .support import TEST_CLIENT, free_port
+
+
+async def next_event(stream, timeout: float = 10.0):
+    return await asyncio.wait_for(stream.__anext__(), timeout)
+
+
+async def register_on(server, **kw) -> client_sdk.Client:
+    c = await client_sdk.connect(
+        server.host, server.port, device={"deviceid": secrets.token_hex(8)}, client=TEST_CLIENT, **kw
+    )
+    login = unique()
+    await c.register(login, f"{login}@example.org", "correct horse battery")
+    return c
+
+
+async def test_friend_request_and_acceptance_are_pushed(user):
+    alice, bob = await user(), await user()
+    bob_events = await bob.events().start()
+    alice_events = await alice.events().start()
+    await alice.send_friend_request(bob.user_id, "met at the conference")
+    event = await next_event(bob_events)
+    assert event.kind == "FriendRequest"
+    assert event.data == {"From": alice.user_id, "To": bob.user_id}
+    assert event.seq is not None and event.seq >= 1
+    # Alice's own devices learn of the request she sent...
+    sent = await next_event(alice_events)
+    assert (sent.kind, sent.data) == ("FriendRequest", {"From": alice.user_id, "To": bob.user_id})
+    await bob.accept_friend(alice.user_id)
+    accepted = await next_event(alice_events)
+    assert accepted.kind == "FriendAccepted"
+    assert accepted.data == {"From": bob.user_id, "To": alice.user_id}
+    # Bob's own stream sees his acceptance too (his other devices must learn it).
+    mine = await next_event(bob_events)
+    assert (mine.kind, mine.seq) == ("FriendAccepted", event.seq + 1)
+
+
+async def test_every_device_of_the_user_receives_the_event(user, connect):
+    alice, bob = await user(), await user()
+    bob_phone = await connect()
+    await bob_phone.login(bob.email, bob.password)
+    streams = [bob.events(after=0), bob_phone.events(after=0)]
+    await alice.send_friend_request(bob.user_id)
+    for stream in streams:
+        event = await next_event(stream)
+        assert (event.kind, event.data["From"]) == ("FriendRequest", alice.user_id)
+
+
+async def test_catch_up_after_being_offline_is_exact_and_in_order(user, connect):
+    bob = await user()
+    senders = [await user() for _ in range(3)]
+    for sender in senders:
+        await sender.send_friend_request(bob.user_id)
+    # Bob was never subscribed: a fresh connection replays everything from seq 0.
+    later = await connect()
+    await later.login(bob.email, bob.password)
+    stream = later.events(after=0)
+    seen = [await next_event(stream) for _ in senders]
+    assert [e.data["From"] for e in seen] == [s.user_id for s in senders]
+    assert [e.seq for e in seen] == [1, 2, 3]
+    # Resuming from seq 2 replays only seq 3.
+    again = await connect()
+    await again.login(bob.email, bob.password)
+    resumed = await next_event(again.events(after=2))
+    assert (resumed.seq, resumed.data["From"]) == (3, senders[2].user_id)
+
+
+async def test_get_events_pages_the_log(user):
+    bob = await user()
+    senders = [await user() for _ in range(3)]
+    for sender in senders:
+        await sender.send_friend_request(bob.user_id)
+    page = await bob.request("GetEvents", {"after": 0, "take": 2})
+    assert [e["Seq"] for e in page["Events"]] == [1, 2]
+    assert page["LastSeq"] == 3 and page["More"] is True
+    rest = await bob.request("GetEvents", {"after": 2, "take": 2})
+    assert [e["Seq"] for e in rest["Events"]] == [3] and rest["More"] is False
+    bad = await bob.call("GetEvents", {"after": -1})
+    assert bad["Status"] == {"code": 422, "message": "after: must be at least 0"}
+
+
+async def test_trimmed_log_answers_gone_with_the_position_to_resume_from(start_server):
+    server = start_server("--event-keep-per-user", "1", "--event-trim-interval", "0.2")
+    bob = await register_on(server)
+    senders = [await register_on(server) for _ in range(3)]
+    try:
+        for sender in senders:
+            await sender.send_friend_request(bob.user_id)
+        await asyncio.sleep(1.0)  # a trim pass keeps only the newest event
+        with pytest.raises(Gone, match="no longer kept") as gone:
+            await bob.request("Subscribe", {"after": 0})
+        assert gone.value.extra["LastSeq"] == 3
+        answer = await bob.request("GetEvents", {"after": 2})
+        assert [e["Seq"] for e in answer["Events"]] == [3]
+    finally:
+        for c in (bob, *senders):
+            await c.close()
+
+
+async def test_events_cross_nodes_and_survive_a_kill_of_the_node(start_server, new_database):
+    url = new_database()
+    node_a = start_server(database_url=url)
+    node_b = start_server(database_url=url)
+    alice = await register_on(node_a)
+    bob = await register_on(node_b)
+    try:
+        stream = bob.events(after=0)
+        await alice.send_friend_request(bob.user_id)
+        first = await next_event(stream)
+        assert (first.kind, first.data["From"]) == ("FriendRequest", alice.user_id)
+
+        # kill -9 node B while Bob is connected to it; events keep happening on A.
+        node_b.kill()
+        others = [await register_on(node_a) for _ in range(3)]
+        for other in others:
+            await other.send_friend_request(bob.user_id)
+        node_b.start()  # same data dir, same port: the SDK reconnects by itself
+        got = [await next_event(stream, timeout=30) for _ in others]
+        assert [e.data["From"] for e in got] == [o.user_id for o in others]
+        assert [e.seq for e in got] == [2, 3, 4]
+        # ...and exactly once: nothing else is pending.
+        with pytest.raises(TimeoutError):
+            await next_event(stream, timeout=1)
+    finally:
+        for c in (alice, bob):
+            await c.close()
+
+
+async def test_logout_on_one_node_is_seen_at_once_by_the_other(start_server, new_database):
+    url = new_database()
+    node_a = start_server(database_url=url)
+    node_b = start_server(database_url=url)
+    carol = await register_on(node_a)
+    try:
+        on_b = await client_sdk.connect(node_b.host, node_b.port, device=carol.device, client=TEST_CLIENT)
+        await on_b.login_with_token(carol.token)  # node B now has the session cached
+        await carol.logout()
+        await asyncio.sleep(0.3)
+        answer = await on_b.call("Auth", {})
+        assert answer["Status"] == {"code": 401, "message": "invalid or revoked token"}
+        await on_b.close()
+    finally:
+        await carol.close()
+
+
+@pytest.fixture(scope="module")
+def nats_url(tmp_path_factory):
+    binary = shutil.which("nats-server") or str(Path(sys.executable).parent / "nats-server")
+    port = free_port()
+    proc = subprocess.Popen(
+        [binary, "-a", "127.0.0.1", "-p", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    yield f"nats://127.0.0.1:{port}"
+    proc.terminate()
+    proc.wait(10)
+
+
+async def test_events_cross_nodes_over_nats(start_server, new_database, nats_url):
+    url = new_database()
+    node_a = start_server("--broker", nats_url, database_url=url)
+    node_b = start_server("--broker", nats_url, database_url=url)
+    alice = await register_on(node_a)
+    bob = await register_on(node_b)
+    try:
+        stream = bob.events(after=0)
+        for _ in range(3):
+            other = await register_on(node_a)
+            await other.send_friend_request(bob.user_id)
+            await other.close()
+        got = [await next_event(stream) for _ in range(3)]
+        assert [e.seq for e in got] == [1, 2, 3]
+        # Revocation crosses over NATS too.
+        on_b = await client_sdk.connect(node_b.host, node_b.port, device=alice.device, client=TEST_CLIENT)
+        await on_b.login_with_token(alice.token)
+        await alice.logout()
+        await asyncio.sleep(0.3)
+        assert (await on_b.call("Auth", {}))["Status"]["code"] == 401
+        await on_b.close()
+    finally:
+        await alice.close()
+        await bob.close()
