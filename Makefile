@@ -9,6 +9,7 @@ STAMP  := $(VENV)/.installed-stamp
 HOST ?= 127.0.0.1
 PORT ?= 7788
 DATA ?= var
+FUZZ_SECONDS ?= 60
 
 .PHONY: run test lint fuzz bench clean help
 
@@ -17,6 +18,7 @@ help:
 	@echo "make test   run the test suite"
 	@echo "make lint   ruff"
 	@echo "make bench  microbenchmarks"
+	@echo "make fuzz   random hostile bodies against a real server for FUZZ_SECONDS (default $(FUZZ_SECONDS))"
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -35,8 +37,18 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(PY) -m ruff check protocol server storage client_sdk bench tests
 
+fuzz: $(STAMP)
+	SESSIA_FUZZ_SECONDS=$(FUZZ_SECONDS) $(PY) -m pytest -q -p no:cacheprovider tests/test_fuzz.py
+
 bench: $(STAMP)
 	$(PY) -m bench.micro
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis
+
+# `make load SCENARIO=send LOAD_ARGS="--users 1000 --connections 1000"`: end-to-end
+# load test against a server of its own (docs/performance.md).
+SCENARIO ?= send
+.PHONY: load
+load: $(STAMP)
+	$(PY) -m bench.load $(SCENARIO) $(LOAD_ARGS)

@@ -8,11 +8,12 @@ fields of each kind are listed in docs/protocol.md.
 NEW_MESSAGE = "NewMessage"  # PkDialog, Msg (the GetMessages item shape)
 MESSAGE_EDITED = "MessageEdited"  # PkDialog, Msg
 MESSAGE_DELETED = "MessageDeleted"  # PkDialog, msgKey, deleteAt
+MESSAGE_HIDDEN = "MessageHidden"  # PkDialog, msgKey: deleteOnlyMe, to the hider's own devices
 MESSAGES_READ = "MessagesRead"  # PkDialog, Id (reader), msgKey (read up to)
-DIALOG_CREATED = "DialogCreated"  # PkDialog, name, photo, private
-DIALOG_CHANGED = "DialogChanged"  # PkDialog, name, photo, private
+DIALOG_CREATED = "DialogCreated"  # PkDialog, name, photo, private, Owner
+DIALOG_CHANGED = "DialogChanged"  # PkDialog, name, photo, private (as they now are)
 MEMBERS_ADDED = "MembersAdded"  # PkDialog, Ids
-MEMBER_KICKED = "MemberKicked"  # PkDialog, Id
+MEMBER_KICKED = "MemberKicked"  # PkDialog, Id (removed), By (who removed; Id itself = left)
 FRIEND_REQUEST = "FriendRequest"  # From (who asked), To: sent to both users
 FRIEND_ACCEPTED = "FriendAccepted"  # From (who accepted), To: sent to both users
 FRIEND_REQUEST_CANCELLED = "FriendRequestCancelled"  # From (who had asked), To

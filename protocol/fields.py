@@ -174,6 +174,8 @@ class Fields:
         for item in items:
             if not isinstance(item, str) or not item or len(item) > max_len:
                 raise BadRequest(f"{self._name(name)}: must be a list of non-empty strings")
+            if "\x00" in item:  # PostgreSQL text cannot hold NUL: refuse it here, not with a 500
+                raise Unprocessable(f"{self._name(name)}: must not contain NUL characters")
             out.append(item)
         return out
 

@@ -29,10 +29,15 @@ from .connection import Connection
 from .dispatch import Dispatcher
 from .events import EventHub
 from .mail import Mailer
+from .metrics import MetricsServer, Timings
 from .passwords import Passwords
-from .sessions import ClientRegistry, Session, SessionCache, forget_token_signal, forget_user_signal
+from .ratelimit import Limits
+from .sessions import ClientRegistry, Revocation, Session, SessionCache, forget_token_signal, forget_user_signal
 
 log = logging.getLogger("sessia.server")
+
+#: Seconds between two writes of the sessions' "last seen" (docs/api/devices.md).
+LAST_SEEN_INTERVAL = 30.0
 
 
 class App:
@@ -48,41 +53,94 @@ class App:
         self.clients = ClientRegistry(config.allow_any_client)
         self.sessions = SessionCache(db, self.clients, config.session_cache_size)
         self.connections: set[Connection] = set()
+        self.connections_per_ip: dict[str, int] = {}
+        self.limits = Limits(config)
         self.broker = broker or LocalBroker()
         self.events = EventHub(db, self.broker, buffer_limit=config.push_buffer_limit)
         self.mailer = Mailer(config)
         self.dispatcher = Dispatcher(self)
 
+    def admit_connection(self, ip: str) -> bool:
+        """Count a new connection from ``ip``; False (not counted) past
+        ``--max-connections-per-ip``."""
+        held = self.connections_per_ip.get(ip, 0)
+        limit = self.config.max_connections_per_ip
+        if limit and held >= limit:
+            return False
+        self.connections_per_ip[ip] = held + 1
+        return True
+
+    def release_connection(self, ip: str) -> None:
+        held = self.connections_per_ip.get(ip, 0) - 1
+        if held > 0:
+            self.connections_per_ip[ip] = held
+        else:
+            self.connections_per_ip.pop(ip, None)
+
     async def load_clients(self) -> None:
         if self.config.clients is not None:
             for client in read_clients_file(self.config.clients):
                 await client_store.register_client(self.db, client)
+        await self.reload_clients()
+
+    async def reload_clients(self) -> None:
+        """Re-read the known client builds: ``python -m server admin clients``
+        changes them in the database while servers run (docs/operations.md)."""
         self.clients.load(await client_store.list_clients(self.db))
 
-    async def revoke_session(self, session: Session) -> None:
-        """Log one session out everywhere: database, this node's cache, other nodes."""
+    async def revoke_session(self, session: Session, spare: Connection | None = None) -> None:
+        """Log one session out everywhere: database, this node's cache and
+        connections, other nodes.  ``spare``: the connection that asked, which
+        stays open to get its answer (and may log in again)."""
         await session_store.revoke(self.db, session.id)
         self.sessions.forget(session.token_hash)
-        await self.broker.publish("sessions", forget_token_signal(session.token_hash))
+        self.close_connections(Revocation(session_id=session.id), spare)
+        await self.broker.publish("sessions", forget_token_signal(session.token_hash, session.id))
 
-    async def revoke_user_sessions(self, user_id: int, except_session_id: int | None = None, conn=None) -> list[int]:
+    async def revoke_user_sessions(
+        self, user_id: int, except_session_id: int | None = None, conn=None, spare: Connection | None = None
+    ) -> list[int]:
         """Revoke every session of a user but one (password change, reset, admin).
         With ``conn`` the revocation joins the caller's transaction; the cache
         is cleared at once (a failed transaction only costs a cache reload)."""
         revoked = await session_store.revoke_all_for_user(conn or self.db, user_id, except_session_id)
         self.sessions.forget_user(user_id, except_session_id)
+        self.close_connections(Revocation(user_id=user_id, keep=except_session_id), spare)
         await self.broker.publish("sessions", forget_user_signal(user_id, except_session_id))
         return revoked
+
+    def close_connections(self, revoked: Revocation, spare: Connection | None = None) -> None:
+        """Close every connection of this node that made a request with a
+        revoked session: a push subscription must not outlive its session."""
+        for connection in list(self.connections):
+            if connection is not spare and any(
+                revoked.covers(session_id, user_id) for session_id, user_id in connection.session_ids.items()
+            ):
+                connection.close()
 
     def on_signal(self, channel: str, payload: str) -> None:
         """A signal from another node (see server/broker.py)."""
         if channel == "sessions":
-            self.sessions.on_signal(payload)
+            for revoked in self.sessions.on_signal(payload):
+                self.close_connections(revoked)
+        elif channel == "clients":
+            task = asyncio.get_running_loop().create_task(self.reload_clients())
+            _reloads.add(task)
+            task.add_done_callback(_reload_done)
         else:
             self.events.on_signal(channel, payload)
 
     def close(self) -> None:
         self.passwords.close()
+
+
+_reloads: set[asyncio.Task] = set()  # held until done: the loop keeps only weak references
+
+
+def _reload_done(task: asyncio.Task) -> None:
+    _reloads.discard(task)
+    if not task.cancelled() and task.exception() is not None:
+        log.warning("could not reload known clients: %s", task.exception())
 
 
 def read_clients_file(path: Path) -> list[client_store.KnownClient]:
@@ -149,6 +207,49 @@ async def _trim_events(app: App, stop: asyncio.Event) -> None:
             pass
 
 
+async def _record_last_seen(app: App, stop: asyncio.Event) -> None:
+    """Write the sessions' "last seen" every LAST_SEEN_INTERVAL (``serve`` writes it once more at the end)."""
+    while not stop.is_set():
+        try:
+            await asyncio.wait_for(stop.wait(), LAST_SEEN_INTERVAL)
+        except TimeoutError:
+            pass
+        await _flush_last_seen(app)
+
+
+async def _flush_last_seen(app: App) -> None:
+    try:
+        await app.sessions.flush_seen()
+    except Exception as exc:
+        log.warning("could not record session activity: %s", exc)
+
+
+async def _refresh_clients(app: App, stop: asyncio.Event) -> None:
+    """Reload the known client builds every ``--client-refresh-interval``
+    seconds, in case a ``clients`` signal was missed (or there is no broker)."""
+    while not stop.is_set():
+        try:
+            await asyncio.wait_for(stop.wait(), app.config.client_refresh_interval)
+        except TimeoutError:
+            pass
+        if stop.is_set():
+            break
+        try:
+            await app.reload_clients()
+        except Exception as exc:
+            log.warning("could not reload known clients: %s", exc)
+
+
+def start_metrics(app: App) -> MetricsServer | None:
+    """The Prometheus listener, when ``--metrics-port`` is set."""
+    config = app.config
+    if config.metrics_port is None:
+        return None
+    metrics = MetricsServer(app, config.metrics_host, config.metrics_port)
+    print(f"metrics on http://{metrics.host}:{metrics.port}/metrics", file=sys.stderr, flush=True)
+    return metrics
+
+
 async def serve(config: Config, *, ready: asyncio.Event | None = None, stop: asyncio.Event | None = None) -> None:
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -159,6 +260,7 @@ async def serve(config: Config, *, ready: asyncio.Event | None = None, stop: asy
         url = await asyncio.to_thread(embedded.start)
     config.data_dir.mkdir(parents=True, exist_ok=True)
     db = await Database.connect(url, max_size=config.db_pool_size)
+    db.timings = Timings()
     async with db.connection("migrate") as conn:
         applied = await migrate(conn)
     if applied:
@@ -168,7 +270,10 @@ async def serve(config: Config, *, ready: asyncio.Event | None = None, stop: asy
     await app.load_clients()
     if config.allow_any_client:
         log.warning("--allow-any-client is set: unregistered client builds are accepted (development only)")
+    if config.config_file is not None:
+        log.info("settings read from %s", config.config_file)
     log.info("configuration: %s", config.redacted())
+    metrics = start_metrics(app)
 
     tls = tls_context(config)
     if tls is None:
@@ -185,6 +290,8 @@ async def serve(config: Config, *, ready: asyncio.Event | None = None, stop: asy
         ready.set()
     sweeper = asyncio.create_task(_sweep(app, stop))
     trimmer = asyncio.create_task(_trim_events(app, stop))
+    last_seen = asyncio.create_task(_record_last_seen(app, stop))
+    refresher = asyncio.create_task(_refresh_clients(app, stop))
     try:
         await stop.wait()
     finally:
@@ -202,7 +309,12 @@ async def serve(config: Config, *, ready: asyncio.Event | None = None, stop: asy
             conn.close()
         sweeper.cancel()
         trimmer.cancel()
-        await asyncio.gather(sweeper, trimmer, return_exceptions=True)
+        refresher.cancel()
+        await asyncio.gather(sweeper, trimmer, refresher, return_exceptions=True)
+        if metrics is not None:
+            metrics.close()
+        await asyncio.gather(last_seen, return_exceptions=True)
+        await _flush_last_seen(app)  # what the requests drained above did
         await app.events.close()
         await app.broker.close()
         await db.close()

@@ -22,7 +22,8 @@ import asyncpg
 
 log = logging.getLogger("sessia.broker")
 
-CHANNELS = ("events", "sessions", "typing")
+#: "clients": the known client builds changed (``python -m server admin clients``).
+CHANNELS = ("events", "sessions", "typing", "clients")
 MAX_PAYLOAD = 7000  # PostgreSQL's NOTIFY payload limit is 8000 bytes
 
 Handler = Callable[[str, str], None]  # (channel, payload)

@@ -1,4 +1,5 @@
-"""Command line entry point."""
+"""Command line entry point: ``python -m server [flags]`` runs the server,
+``python -m server admin <command>`` runs an operator command (server/admin.py)."""
 
 from __future__ import annotations
 
@@ -21,6 +22,12 @@ def setup_logging(level: str) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["admin"]:
+        from . import admin
+
+        logging.basicConfig(stream=sys.stderr, level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+        return admin.main(argv[1:])
     config = parse_args(argv)
     setup_logging(config.log_level)
     try:

@@ -1,16 +1,24 @@
 """Server configuration: command-line flags, each with a ``SESSIA_*`` environment
-variable of the same name (``--database-url`` = ``SESSIA_DATABASE_URL``).
-A flag wins over the environment, the environment over the default.
+variable of the same name (``--database-url`` = ``SESSIA_DATABASE_URL``), and an
+optional TOML file (``--config FILE`` or ``SESSIA_CONFIG``) whose keys are the
+flag names, with dashes or underscores (``max-frame-size = 2097152``).
+
+Precedence: a flag wins over the environment, the environment over the file,
+the file over the built-in default.  A key the file does not know is an error
+at start, so a typo never silently leaves a setting at its default.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import tomllib
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
+
+from .ratelimit import Rate, rate_arg
 
 MiB = 1 << 20
 
@@ -52,6 +60,7 @@ class Config:
     # push and the event log
     broker: str | None = None
     push_buffer_limit: int = 1 * MiB
+    socket_send_buffer: int = 0
     event_keep_days: float = 30.0
     event_keep_per_user: int = 100_000
     event_trim_interval: float = 3600.0
@@ -59,6 +68,21 @@ class Config:
     email_code_ttl: float = 900.0
     email_code_resend_interval: float = 60.0
     email_code_max_attempts: int = 5
+    # operations (docs/operations.md)
+    config_file: Path | None = None
+    metrics_port: int | None = None
+    metrics_host: str = "127.0.0.1"
+    client_refresh_interval: float = 30.0
+    # abuse limits (docs/security.md); rates are COUNT/SECONDS token buckets, 0 = off
+    max_connections_per_ip: int = 256
+    rate_auth_account: Rate = Rate(10, 300.0)
+    rate_auth_ip: Rate = Rate(100, 60.0)
+    rate_registration_account: Rate = Rate(5, 600.0)
+    rate_registration_ip: Rate = Rate(30, 600.0)
+    rate_email_account: Rate = Rate(20, 600.0)
+    rate_email_ip: Rate = Rate(100, 600.0)
+    rate_send_message: Rate = Rate(100, 10.0)
+    rate_media: Rate = Rate(30, 60.0)
 
     @property
     def media_dir(self) -> Path:
@@ -74,7 +98,7 @@ class Config:
         out: dict[str, Any] = {}
         for f in fields(self):
             value = getattr(self, f.name)
-            if f.name in ("database_url", "smtp_url") and value:
+            if f.name in ("database_url", "smtp_url", "broker") and value:
                 value = _redact_url(value)
             elif f.name == "smtp_password" and value:
                 value = "***"
@@ -100,12 +124,17 @@ def _bool_env(name: str) -> bool:
     return value is not None and value.strip().lower() in ("1", "true", "yes", "on")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(*, add_help: bool = True) -> argparse.ArgumentParser:
     d = Config()
     p = argparse.ArgumentParser(
         prog="python -m server",
-        description="sessia messaging server. Every flag can also be set by a SESSIA_* environment variable.",
+        description="sessia messaging server. Every flag can also be set by a SESSIA_* environment variable"
+        " or a key of the --config file (flag > environment > file > default).",
+        add_help=add_help,
+        allow_abbrev=False,
     )
+    p.add_argument("--config", dest="config_file", type=Path, default=_env("config"),
+                   help="TOML file of settings: keys are flag names (see docs/operations.md)")
     p.add_argument("--host", default=_env("host") or d.host, help="address to listen on (default %(default)s)")
     p.add_argument("--port", type=int, default=int(_env("port") or d.port), help="TCP port; 0 picks a free one")
     p.add_argument("--data-dir", type=Path, default=Path(_env("data-dir") or d.data_dir),
@@ -131,7 +160,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="seconds without a frame before a connection is closed")
     p.add_argument("--read-timeout", type=float, default=float(_env("read-timeout") or d.read_timeout),
                    help="seconds a started frame may take to arrive completely")
-    p.add_argument("--db-pool-size", type=int, default=int(_env("db-pool-size") or d.db_pool_size))
+    p.add_argument("--db-pool-size", type=int, default=int(_env("db-pool-size") or d.db_pool_size),
+                   help="most PostgreSQL connections this process opens (default %(default)s)")
+    p.add_argument("--session-cache-size", type=int,
+                   default=int(_env("session-cache-size") or d.session_cache_size),
+                   help="sessions kept in memory; beyond it the oldest are re-read when used (default %(default)s)")
+    p.add_argument("--shutdown-timeout", type=float,
+                   default=float(_env("shutdown-timeout") or d.shutdown_timeout),
+                   help="seconds in-flight requests get to finish at shutdown (default %(default)s)")
     p.add_argument("--min-password-length", type=int,
                    default=int(_env("min-password-length") or d.min_password_length))
     p.add_argument("--argon2-time-cost", type=int, default=int(_env("argon2-time-cost") or d.argon2_time_cost))
@@ -152,6 +188,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="cross-node signals: postgres (LISTEN/NOTIFY, default), nats://host:port, or none")
     p.add_argument("--push-buffer-limit", type=int, default=int(_env("push-buffer-limit") or d.push_buffer_limit),
                    help="unsent bytes a connection may hold before its subscriber is told to resync")
+    p.add_argument("--socket-send-buffer", type=int,
+                   default=int(_env("socket-send-buffer") or d.socket_send_buffer),
+                   help="kernel send buffer per connection in bytes (0: the OS default, which grows to megabytes)")
     p.add_argument("--event-keep-days", type=float, default=float(_env("event-keep-days") or d.event_keep_days),
                    help="days events stay in the catch-up log (default %(default)s)")
     p.add_argument("--event-keep-per-user", type=int,
@@ -168,7 +207,117 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--email-code-max-attempts", type=int,
                    default=int(_env("email-code-max-attempts") or d.email_code_max_attempts),
                    help="wrong guesses a code survives before a new one must be requested (default %(default)s)")
+    p.add_argument("--max-connections-per-ip", type=int,
+                   default=int(_env("max-connections-per-ip") or d.max_connections_per_ip),
+                   help="open connections one client address may hold; more are refused with 429 (0 = no limit)")
+    p.add_argument("--rate-auth-account", type=rate_arg, default=rate_arg(_env("rate-auth-account") or str(d.rate_auth_account)),
+                   help="Auth by password per account (the email or login tried): COUNT/SECONDS, 0 = no limit (default %(default)s)")
+    p.add_argument("--rate-auth-ip", type=rate_arg, default=rate_arg(_env("rate-auth-ip") or str(d.rate_auth_ip)),
+                   help="Auth by password per client address: COUNT/SECONDS, 0 = no limit (default %(default)s)")
+    p.add_argument("--rate-registration-account", type=rate_arg, default=rate_arg(_env("rate-registration-account") or str(d.rate_registration_account)),
+                   help="Registration per email address: COUNT/SECONDS, 0 = no limit (default %(default)s)")
+    p.add_argument("--rate-registration-ip", type=rate_arg, default=rate_arg(_env("rate-registration-ip") or str(d.rate_registration_ip)),
+                   help="Registration per client address: COUNT/SECONDS, 0 = no limit (default %(default)s)")
+    p.add_argument("--rate-email-account", type=rate_arg, default=rate_arg(_env("rate-email-account") or str(d.rate_email_account)),
+                   help="Email (send or confirm a code) per account: COUNT/SECONDS, 0 = no limit (default %(default)s)")
+    p.add_argument("--rate-email-ip", type=rate_arg, default=rate_arg(_env("rate-email-ip") or str(d.rate_email_ip)),
+                   help="Email per client address: COUNT/SECONDS, 0 = no limit (default %(default)s)")
+    p.add_argument("--rate-send-message", type=rate_arg, default=rate_arg(_env("rate-send-message") or str(d.rate_send_message)),
+                   help="SendMessage per session: COUNT/SECONDS, 0 = no limit (default %(default)s)")
+    p.add_argument("--rate-media", type=rate_arg, default=rate_arg(_env("rate-media") or str(d.rate_media)),
+                   help="Media uploads per session: COUNT/SECONDS, 0 = no limit (default %(default)s)")
+    p.add_argument("--metrics-port", type=int, default=_env("metrics-port"),
+                   help="serve Prometheus metrics over HTTP on this port (default off; 0 picks a free one)")
+    p.add_argument("--metrics-host", default=_env("metrics-host") or d.metrics_host,
+                   help="address of the metrics listener (default %(default)s)")
+    p.add_argument("--client-refresh-interval", type=float,
+                   default=float(_env("client-refresh-interval") or d.client_refresh_interval),
+                   help="seconds between reloads of the known client builds from the database (default %(default)s)")
     return p
+
+
+#: Flags that cannot be set from the file itself.
+_NOT_IN_FILE = frozenset(("config", "help"))
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    """The file's settings, or a ValueError naming the file and what is wrong."""
+    try:
+        with open(path, "rb") as f:
+            return tomllib.load(f)
+    except OSError as exc:
+        raise ValueError(f"config file {path}: {exc.strerror or exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ValueError(f"config file {path}: not valid TOML: {exc}") from None
+
+
+def apply_config_file(parser: argparse.ArgumentParser, values: dict[str, Any], path: Path) -> None:
+    """Make the file's values the parser's defaults, except where the
+    environment already set one (flag > environment > file > default)."""
+    by_flag = {
+        opt[2:]: action
+        for action in parser._actions
+        for opt in action.option_strings
+        if opt.startswith("--") and opt[2:] not in _NOT_IN_FILE
+    }
+    for key, value in values.items():
+        flag = key.replace("_", "-")
+        action = by_flag.get(flag)
+        if action is None:
+            raise ValueError(f"config file {path}: unknown setting {key!r}")
+        if _env(flag) is not None:
+            continue
+        action.default = _file_value(action, value, f"config file {path}: {key}")
+
+
+def _file_value(action: argparse.Action, value: Any, where: str) -> Any:
+    """Check and convert one file value as the flag would have been."""
+    if action.nargs == 0:  # --some-switch: true or false
+        if not isinstance(value, bool):
+            raise ValueError(f"{where}: expected true or false")
+        return action.const if value else not action.const
+    if isinstance(value, bool):
+        raise ValueError(f"{where}: expected a value, not true/false")
+    if action.type is int:
+        if not isinstance(value, int):
+            raise ValueError(f"{where}: expected an integer")
+    elif action.type is float:
+        if not isinstance(value, int | float):
+            raise ValueError(f"{where}: expected a number")
+        value = float(value)
+    elif not isinstance(value, str):
+        raise ValueError(f"{where}: expected a string")
+    elif action.type is not None:
+        try:
+            value = action.type(value)
+        except (argparse.ArgumentTypeError, ValueError) as exc:
+            raise ValueError(f"{where}: {exc}") from None
+    if action.choices is not None and value not in action.choices:
+        raise ValueError(f"{where}: expected one of {', '.join(map(str, action.choices))}")
+    return value
+
+
+def config_path(argv: Sequence[str] | None) -> Path | None:
+    """``--config`` from ``argv`` (wherever it stands) or ``SESSIA_CONFIG``."""
+    pre = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    pre.add_argument("--config", type=Path, default=_env("config"))
+    ns, _ = pre.parse_known_args(argv)
+    return ns.config
+
+
+def prepare_parser(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> None:
+    """Load ``--config`` (if any) into ``parser``'s defaults; a bad file is a usage error."""
+    path = config_path(argv)
+    if path is not None:
+        try:
+            apply_config_file(parser, read_config_file(path), path)
+        except ValueError as exc:
+            parser.error(str(exc))
+
+
+def config_from_namespace(ns: argparse.Namespace) -> Config:
+    """Every parsed flag whose destination is a Config field."""
+    return Config(**{f.name: getattr(ns, f.name) for f in fields(Config) if hasattr(ns, f.name)})
 
 
 def _smtp_url(value: str) -> str:
@@ -186,39 +335,6 @@ def _smtp_url(value: str) -> str:
 
 
 def parse_args(argv: Sequence[str] | None = None) -> Config:
-    ns = build_parser().parse_args(argv)
-    return Config(
-        host=ns.host,
-        port=ns.port,
-        data_dir=ns.data_dir,
-        database_url=ns.database_url,
-        allow_any_client=ns.allow_any_client,
-        clients=ns.clients,
-        tls_cert=ns.tls_cert,
-        tls_key=ns.tls_key,
-        log_level=ns.log_level,
-        max_frame_size=ns.max_frame_size,
-        max_media_size=ns.max_media_size,
-        max_inflight=ns.max_inflight,
-        idle_timeout=ns.idle_timeout,
-        read_timeout=ns.read_timeout,
-        db_pool_size=ns.db_pool_size,
-        min_password_length=ns.min_password_length,
-        argon2_time_cost=ns.argon2_time_cost,
-        argon2_memory_kib=ns.argon2_memory_kib,
-        durable=ns.durable,
-        smtp_url=ns.smtp_url,
-        smtp_starttls=ns.smtp_starttls,
-        smtp_username=ns.smtp_username,
-        smtp_password=ns.smtp_password,
-        smtp_timeout=ns.smtp_timeout,
-        mail_from=ns.mail_from,
-        broker=ns.broker,
-        push_buffer_limit=ns.push_buffer_limit,
-        event_keep_days=ns.event_keep_days,
-        event_keep_per_user=ns.event_keep_per_user,
-        event_trim_interval=ns.event_trim_interval,
-        email_code_ttl=ns.email_code_ttl,
-        email_code_resend_interval=ns.email_code_resend_interval,
-        email_code_max_attempts=ns.email_code_max_attempts,
-    )
+    parser = build_parser()
+    prepare_parser(parser, argv)
+    return config_from_namespace(parser.parse_args(argv))

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 from collections import deque
 from typing import TYPE_CHECKING
 
@@ -33,7 +34,7 @@ class Connection(asyncio.Protocol):
     __slots__ = (
         "app", "transport", "decoder", "peer", "inflight", "last_frame_at", "partial_since",
         "closing", "_reading_paused", "_write_paused", "_loop", "_tasks", "_backlog", "_draining",
-        "_eof_sent", "_peer_eof", "_linger", "_lost",
+        "_eof_sent", "_peer_eof", "_linger", "_lost", "ip", "_admitted", "session_ids",
     )
 
     def __init__(self, app: App) -> None:
@@ -42,7 +43,12 @@ class Connection(asyncio.Protocol):
         cfg = app.config
         self.decoder = Decoder(SERVER_ACCEPTS, cfg.max_frame_size, {MEDIA: cfg.max_media_frame})
         self.peer = "?"
+        self.ip = "?"
+        self._admitted = False  # counted against the per-address connection limit
         self.inflight = 0
+        # session id -> user id of every session a request on this connection
+        # used: revoking one of them closes the connection (App.revoke_session).
+        self.session_ids: dict[int, int] = {}
         self._loop = asyncio.get_running_loop()
         self.last_frame_at = self._loop.time()
         self.partial_since: float | None = self.last_frame_at  # nothing complete yet
@@ -63,11 +69,31 @@ class Connection(asyncio.Protocol):
         self.transport = transport  # type: ignore[assignment]
         peer = transport.get_extra_info("peername")
         self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
+        self.ip = str(peer[0]) if isinstance(peer, tuple) else str(peer)
+        if not self.app.admit_connection(self.ip):
+            self._refuse(429, "too many connections from this address")
+            return
+        self._admitted = True
+        if self.app.config.socket_send_buffer:
+            sock = transport.get_extra_info("socket")
+            if sock is not None:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self.app.config.socket_send_buffer)
         self.app.connections.add(self)
         log.debug("connection from %s", self.peer)
 
+    def _refuse(self, code: int, message: str) -> None:
+        """Answer a connection the server will not serve with one ERROR frame
+        (request id 0), then close it cleanly without reading any request."""
+        log.debug("refusing connection from %s: %s", self.peer, message)
+        self._write(encode_error(0, code, message))
+        self._draining = True
+        self.close()
+
     def connection_lost(self, exc: Exception | None) -> None:
         self.closing = True
+        if self._admitted:
+            self._admitted = False
+            self.app.release_connection(self.ip)
         self._backlog.clear()  # nobody is left to answer
         self.app.connections.discard(self)
         self.app.events.unsubscribe(self)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
 from protocol.codecs import decode_body
@@ -19,6 +20,8 @@ from protocol.fields import Fields
 from protocol.frames import Frame, encode_response
 from protocol.session import Sessia
 from protocol.status import BadRequest, InternalError, SessiaError
+
+from .metrics import RequestStats
 
 if TYPE_CHECKING:
     from .app import App
@@ -81,6 +84,7 @@ class Dispatcher:
         from . import handlers  # noqa: F401  (registers every route)
 
         self.routes = ROUTES
+        self.stats = RequestStats(ROUTES)
 
     async def answer(self, body: dict[str, Any], frame: Frame, conn: Connection) -> dict[str, Any]:
         route = self.routes.get(frame.name)
@@ -90,20 +94,28 @@ class Dispatcher:
         session = sessia = None
         if route.session:
             session, sessia = await self.app.sessions.authenticate(fields)
+            conn.session_ids[session.id] = session.user_id
         return await route.handler(Call(self.app, frame.name, fields, session, sessia, conn, frame.codec))
 
     async def dispatch(self, frame: Frame, conn: Connection) -> bytes:
         """Run one request and return the encoded response frame."""
+        started = perf_counter()
+        code = 200
         try:
             body = decode_body(frame.codec, frame.body)
             result = await self.answer(body, frame, conn)
         except SessiaError as exc:
+            code = exc.code
             result = exc.to_body()
         except Exception:
             log.exception("unhandled error in %s", frame.name)
+            code = 500
             result = InternalError("internal error").to_body()
         try:
-            return encode_response(frame.request_id, result, frame.codec)
+            data = encode_response(frame.request_id, result, frame.codec)
         except (TypeError, ValueError, OverflowError):
             log.exception("cannot encode the answer to %s", frame.name)
-            return encode_response(frame.request_id, InternalError("internal error").to_body(), frame.codec)
+            code = 500
+            data = encode_response(frame.request_id, InternalError("internal error").to_body(), frame.codec)
+        self.stats.record(frame.name, code, perf_counter() - started)
+        return data

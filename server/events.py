@@ -183,17 +183,10 @@ class EventHub:
                 sub.again = False
                 rows, _ = await event_store.read_after(self.db, sub.user_id, sub.after, CATCH_UP_PAGE)
                 for row in rows:
-                    transport = sub.conn.transport
-                    # Replay at the reader's pace: wait while its buffer is half full.
-                    while (
-                        transport is not None
-                        and not transport.is_closing()
-                        and transport.get_write_buffer_size() > self.buffer_limit // 2
-                    ):
-                        await asyncio.sleep(0.01)
+                    await self._paced(sub)
                     if sub.dropped or row.seq <= sub.after:
                         continue
-                    if not self._send(sub, row):
+                    if not self._send(sub, row):  # still over the limit: Resync
                         return
                 if len(rows) < CATCH_UP_PAGE and not sub.again:
                     return
@@ -204,6 +197,20 @@ class EventHub:
                 self.unsubscribe(sub.conn)
         finally:
             sub.catching_up = False
+
+    async def _paced(self, sub: Subscription, patience: float = 2.0) -> None:
+        """Replay at the reader's pace: while its buffer is over half the limit,
+        wait (up to ``patience`` seconds) for it to read."""
+        transport = sub.conn.transport
+        waited = 0.0
+        while (
+            waited < patience
+            and transport is not None
+            and not transport.is_closing()
+            and transport.get_write_buffer_size() > self.buffer_limit // 2
+        ):
+            await asyncio.sleep(0.02)
+            waited += 0.02
 
     # -- ephemeral signals -------------------------------------------------------------
 

@@ -78,6 +78,8 @@ class Mailer:
         self.outbox = config.data_dir / "outbox"
         self.target = SmtpTarget.from_config(config)
         self._domain = parseaddr(config.mail_from)[1].rpartition("@")[2] or "localhost"
+        #: Undelivered mail by reason ("unavailable", "refused", "outbox"): server/metrics.py.
+        self.failures: dict[str, int] = {}
 
     def message(self, to: str, subject: str, text: str) -> EmailMessage:
         msg = EmailMessage()
@@ -114,11 +116,17 @@ class Mailer:
         except aiosmtplib.SMTPRecipientsRefused as exc:
             if all(r.code >= 500 for r in exc.recipients):
                 log.info("mail server %s:%d refused recipient %s", target.host, target.port, to)
+                self._failed("refused")
                 raise Unprocessable("email: the mail server refused this address") from None
+            self._failed("unavailable")
             raise self._unavailable(to, target, exc) from None
         except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
+            self._failed("unavailable")
             raise self._unavailable(to, target, exc) from None
         log.info("mail sent to %s via %s:%d", to, target.host, target.port)
+
+    def _failed(self, reason: str) -> None:
+        self.failures[reason] = self.failures.get(reason, 0) + 1
 
     @staticmethod
     def _unavailable(to: str, target: SmtpTarget, exc: BaseException) -> Unavailable:
@@ -132,6 +140,7 @@ class Mailer:
             path = await asyncio.to_thread(write_atomically, self.outbox, msg.as_bytes())
         except OSError as exc:
             log.error("could not write mail to %s into %s: %s", to, self.outbox, exc)
+            self._failed("outbox")
             raise Unavailable(SEND_FAILED) from None
         log.info("no SMTP server configured: mail to %s written to %s", to, path)
 

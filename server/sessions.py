@@ -68,6 +68,7 @@ class SessionCache:
         self._max_size = max_size
         self._by_hash: dict[bytes, Session] = {}
         self._by_user: dict[int, set[bytes]] = {}
+        self._seen: set[int] = set()  # session ids used since the last flush_seen
 
     def __len__(self) -> int:
         return len(self._by_hash)
@@ -81,7 +82,18 @@ class SessionCache:
             session = await self._load(digest)
         if session.device_id != sessia.device.deviceid:
             raise Unauthorized("token was issued to another device")
+        self._seen.add(session.id)
         return session, sessia
+
+    async def flush_seen(self) -> None:
+        """Write "last seen" of the sessions used since the last flush, in one
+        statement: activity is recorded in batches, never per request."""
+        ids, self._seen = list(self._seen), set()
+        try:
+            await session_store.touch(self._db, ids)
+        except BaseException:
+            self._seen.update(ids)
+            raise
 
     async def _load(self, digest: bytes) -> Session:
         row = await session_store.find_by_token_hash(self._db, digest)
@@ -113,20 +125,42 @@ class SessionCache:
             if session is not None and session.id != except_session_id:
                 self.forget(digest)
 
-    def on_signal(self, payload: str) -> None:
-        """Another node revoked sessions: ``t:<token hash hex>`` or
-        ``u:<user id>:<session id kept or empty>``, comma-separated."""
+    def on_signal(self, payload: str) -> list[Revocation]:
+        """Another node revoked sessions: ``t:<token hash hex>:<session id>`` or
+        ``u:<user id>:<session id kept or empty>``, comma-separated.  Returns
+        what was revoked, so that the caller can close connections too."""
+        revoked = []
         for item in payload.split(","):
             kind, _, rest = item.partition(":")
             if kind == "t":
-                self.forget(bytes.fromhex(rest))
+                digest, _, session_id = rest.partition(":")
+                self.forget(bytes.fromhex(digest))
+                if session_id:
+                    revoked.append(Revocation(session_id=int(session_id)))
             elif kind == "u":
                 user, _, keep = rest.partition(":")
                 self.forget_user(int(user), int(keep) if keep else None)
+                revoked.append(Revocation(user_id=int(user), keep=int(keep) if keep else None))
+        return revoked
 
 
-def forget_token_signal(digest: bytes) -> str:
-    return f"t:{digest.hex()}"
+@dataclass(frozen=True, slots=True)
+class Revocation:
+    """Which sessions were revoked: one (``session_id``), or every session of
+    ``user_id`` but ``keep``."""
+
+    session_id: int | None = None
+    user_id: int | None = None
+    keep: int | None = None
+
+    def covers(self, session_id: int, user_id: int) -> bool:
+        if self.session_id is not None:
+            return session_id == self.session_id
+        return user_id == self.user_id and session_id != self.keep
+
+
+def forget_token_signal(digest: bytes, session_id: int) -> str:
+    return f"t:{digest.hex()}:{session_id}"
 
 
 def forget_user_signal(user_id: int, except_session_id: int | None) -> str:

@@ -29,3 +29,15 @@ async def register_client(db: Database, client: KnownClient) -> None:
         client.hashcert,
         client.min_version,
     )
+
+
+async def remove_client(db: Database, nameclient: str, hashcert: str | None = None) -> int:
+    """Forget one build of a client, or every build of it without ``hashcert``;
+    returns how many were removed."""
+    status = await db.execute(
+        "clients.remove",
+        "DELETE FROM clients WHERE nameclient = $1 AND ($2::text IS NULL OR hashcert = $2)",
+        nameclient,
+        hashcert,
+    )
+    return int(status.split()[-1])

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -44,8 +45,23 @@ def unavailable_on_connection_loss(name: str):
 class Database:
     """A pool plus the conveniences every storage module uses."""
 
+    #: Optional ``observe(name, seconds)`` sink for the time of each named
+    #: operation (server/metrics.py sets one); recording costs one clock read.
+    timings: Any = None
+
     def __init__(self, pool: asyncpg.Pool) -> None:
         self.pool = pool
+
+    @contextlib.contextmanager
+    def _timed(self, name: str):
+        """``unavailable_on_connection_loss`` plus the operation's duration."""
+        started = time.perf_counter()
+        try:
+            with unavailable_on_connection_loss(name):
+                yield
+        finally:
+            if self.timings is not None:
+                self.timings.observe(name, time.perf_counter() - started)
 
     @classmethod
     async def connect(cls, url: str, *, min_size: int = 2, max_size: int = 20) -> Database:
@@ -64,7 +80,7 @@ class Database:
     @contextlib.asynccontextmanager
     async def transaction(self, name: str) -> AsyncIterator[asyncpg.Connection]:
         """A connection in a transaction; ``name`` labels it in logs."""
-        with unavailable_on_connection_loss(name):
+        with self._timed(name):
             async with self.pool.acquire() as conn, conn.transaction():
                 yield conn
 
@@ -75,17 +91,63 @@ class Database:
                 yield conn
 
     async def fetch(self, name: str, sql: str, *args: Any) -> list[asyncpg.Record]:
-        with unavailable_on_connection_loss(name):
+        with self._timed(name):
             return await self.pool.fetch(sql, *args)
 
     async def fetchrow(self, name: str, sql: str, *args: Any) -> asyncpg.Record | None:
-        with unavailable_on_connection_loss(name):
+        with self._timed(name):
             return await self.pool.fetchrow(sql, *args)
 
     async def fetchval(self, name: str, sql: str, *args: Any) -> Any:
-        with unavailable_on_connection_loss(name):
+        with self._timed(name):
             return await self.pool.fetchval(sql, *args)
 
     async def execute(self, name: str, sql: str, *args: Any) -> str:
-        with unavailable_on_connection_loss(name):
+        with self._timed(name):
             return await self.pool.execute(sql, *args)
+
+    @contextlib.asynccontextmanager
+    async def atomic(self, name: str) -> AsyncIterator[Transaction]:
+        """A ``Database`` bound to one transaction: storage functions written
+        for ``Database`` run inside it unchanged, so a handler can combine
+        several of them (and the event log) into one commit."""
+        async with self.transaction(name) as conn:
+            yield Transaction(conn)
+
+
+class Transaction(Database):
+    """The ``Database`` interface on one connection inside a transaction.
+    Nested ``transaction()`` calls become savepoints."""
+
+    def __init__(self, conn: asyncpg.Connection) -> None:  # noqa: D107 - no pool here
+        self.conn = conn
+
+    @contextlib.asynccontextmanager
+    async def transaction(self, name: str) -> AsyncIterator[asyncpg.Connection]:
+        with unavailable_on_connection_loss(name):
+            async with self.conn.transaction():
+                yield self.conn
+
+    @contextlib.asynccontextmanager
+    async def connection(self, name: str) -> AsyncIterator[asyncpg.Connection]:
+        yield self.conn
+
+    @contextlib.asynccontextmanager
+    async def atomic(self, name: str) -> AsyncIterator[Transaction]:
+        yield self
+
+    async def fetch(self, name: str, sql: str, *args: Any) -> list[asyncpg.Record]:
+        with unavailable_on_connection_loss(name):
+            return await self.conn.fetch(sql, *args)
+
+    async def fetchrow(self, name: str, sql: str, *args: Any) -> asyncpg.Record | None:
+        with unavailable_on_connection_loss(name):
+            return await self.conn.fetchrow(sql, *args)
+
+    async def fetchval(self, name: str, sql: str, *args: Any) -> Any:
+        with unavailable_on_connection_loss(name):
+            return await self.conn.fetchval(sql, *args)
+
+    async def execute(self, name: str, sql: str, *args: Any) -> str:
+        with unavailable_on_connection_loss(name):
+            return await self.conn.execute(sql, *args)

@@ -62,6 +62,7 @@ class DialogItem:
     role: str
     created_at: datetime
     last_message_at: datetime | None
+    unread: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -259,21 +260,46 @@ async def remove_member(db: Database, dialog_id: int, user_id: int) -> bool:
 
 # -- listings -------------------------------------------------------------------------
 
-_ITEM_COLUMNS = "d.key, d.name, d.photo_key, d.private, dm.role, d.created_at, d.last_message_at"
+_ITEM_COLUMNS = (
+    "d.id AS dialog_id, d.key, d.name, d.photo_key, d.private, dm.role, d.created_at, d.last_message_at,"
+    " dm.last_read_message_id, coalesce(d.last_message_at, d.created_at) AS activity"
+)
+#: Unread = others' live messages after my read mark, counted for the page's
+#: dialogs only and capped (a client shows "999+" rather than waiting).
+MAX_UNREAD = 999
+
+
+def _with_unread(inner: str) -> str:
+    return f"""
+SELECT p.key, p.name, p.photo_key, p.private, p.role, p.created_at, p.last_message_at, u.unread
+FROM ({inner}) AS p
+LEFT JOIN LATERAL (
+    SELECT count(*) AS unread FROM (
+        SELECT 1 FROM messages m
+        WHERE m.dialog_id = p.dialog_id AND m.id > p.last_read_message_id
+          AND m.author_id IS DISTINCT FROM $1 AND m.deleted_at IS NULL
+          AND NOT EXISTS (SELECT 1 FROM message_hidden h
+                          WHERE h.dialog_id = m.dialog_id AND h.user_id = $1 AND h.message_id = m.id)
+        LIMIT {MAX_UNREAD}
+    ) AS x
+) AS u ON true
+ORDER BY p.activity DESC, p.dialog_id DESC
+"""
+
 
 #: My dialogs, most recent activity first (a dialog without messages counts from its creation).
-MY_DIALOGS_SQL = f"""
+MY_DIALOGS_SQL = _with_unread(f"""
 SELECT {_ITEM_COLUMNS}
 FROM dialog_members dm
 JOIN dialogs d ON d.id = dm.dialog_id
 WHERE dm.user_id = $1
 ORDER BY coalesce(d.last_message_at, d.created_at) DESC, d.id DESC
 LIMIT $2 OFFSET $3
-"""
+""")
 
 #: My dialogs with anything new after $4: a message, a change (name, photo,
 #: privacy, owner), or my joining it.
-MY_DIALOGS_SINCE_SQL = f"""
+MY_DIALOGS_SINCE_SQL = _with_unread(f"""
 SELECT {_ITEM_COLUMNS}
 FROM dialog_members dm
 JOIN dialogs d ON d.id = dm.dialog_id
@@ -281,7 +307,32 @@ WHERE dm.user_id = $1
   AND (d.last_message_at > $4 OR d.updated_at > $4 OR dm.joined_at > $4)
 ORDER BY coalesce(d.last_message_at, d.created_at) DESC, d.id DESC
 LIMIT $2 OFFSET $3
+""")
+
+#: Move my read mark forward to message $3 (never back); returns its id.
+MARK_READ_SQL = """
+WITH target AS (SELECT id FROM messages WHERE dialog_id = $1 AND key = $3 AND deleted_at IS NULL)
+UPDATE dialog_members dm SET last_read_message_id = GREATEST(dm.last_read_message_id, target.id)
+FROM target WHERE dm.dialog_id = $1 AND dm.user_id = $2
+RETURNING target.id
 """
+
+#: $1 dialog id, $2 reader: (my read mark, the furthest mark of anyone else).
+READ_MARKS_SQL = """
+SELECT max(last_read_message_id) FILTER (WHERE user_id = $2) AS mine,
+       coalesce(max(last_read_message_id) FILTER (WHERE user_id <> $2), 0) AS others
+FROM dialog_members WHERE dialog_id = $1
+"""
+
+
+async def mark_read(db: Database, dialog_id: int, user_id: int, message_key: str) -> int | None:
+    """None if the message is not (or no longer) in the dialog."""
+    return await db.fetchval("dialogs.mark_read", MARK_READ_SQL, dialog_id, user_id, message_key)
+
+
+async def read_marks(db: Database, dialog_id: int, user_id: int) -> tuple[int, int]:
+    row = await db.fetchrow("dialogs.read_marks", READ_MARKS_SQL, dialog_id, user_id)
+    return (row["mine"] or 0, row["others"]) if row else (0, 0)
 
 
 async def my_dialogs(db: Database, user_id: int, *, since: datetime | None, take: int, skip: int) -> list[DialogItem]:

@@ -6,7 +6,9 @@ reused for another address and equal codes never hash alike.  Six digits are
 few, so the hash only keeps codes out of casual sight (backups, a look at the
 table); what protects them is the short lifetime and the attempt limit.
 
-Life of a code (``purpose = 'confirm'``):
+Life of a code (``purpose = 'confirm'``; password reset codes, ``purpose =
+'reset'``, live the same way, each purpose on its own: the functions take
+``purpose``, default ``'confirm'``):
 
 - ``reserve``: a row is written before the mail goes out, so a concurrent
   request sees it and the resend interval holds; it is not usable yet.
@@ -58,41 +60,48 @@ class PendingCode:
         return hmac.compare_digest(self.code_hash, hash_code(self.id, self.email, code))
 
 
-async def seconds_until_resend(conn: asyncpg.Connection | Database, user_id: int, interval: float) -> int:
+async def seconds_until_resend(
+    conn: asyncpg.Connection | Database, user_id: int, interval: float, *, purpose: str = "confirm"
+) -> int:
     """Whole seconds before the user may be sent another code (0: now).
 
     Counted from the newest code that is still open (sent or being sent);
     a confirmed code does not hold back the next one, a failed send left no row."""
     sql = (
         "SELECT ceil(extract(epoch FROM max(created_at) + make_interval(secs => $2::float8) - now()))::int"
-        " FROM email_codes WHERE user_id = $1 AND purpose = 'confirm' AND consumed_at IS NULL"
+        " FROM email_codes WHERE user_id = $1 AND purpose = $3 AND consumed_at IS NULL"
         " AND created_at > now() - make_interval(secs => $2::float8)"
     )
     if isinstance(conn, Database):
-        wait = await conn.fetchval("email_codes.seconds_until_resend", sql, user_id, interval)
+        wait = await conn.fetchval("email_codes.seconds_until_resend", sql, user_id, interval, purpose)
     else:
-        wait = await conn.fetchval(sql, user_id, interval)
+        wait = await conn.fetchval(sql, user_id, interval, purpose)
     return max(0, wait or 0)
 
 
-async def reserve(conn: asyncpg.Connection, *, user_id: int, email: str, code: str, ttl: float) -> int:
+async def reserve(
+    conn: asyncpg.Connection, *, user_id: int, email: str, code: str, ttl: float, purpose: str = "confirm"
+) -> int:
     """Store a code for ``email`` that is not usable until ``mark_sent``; returns its id.
 
     The id is drawn first because the hash covers it."""
     code_id = await conn.fetchval("SELECT nextval(pg_get_serial_sequence('email_codes', 'id'))")
     await conn.execute(
         "INSERT INTO email_codes (id, user_id, purpose, email, code_hash, expires_at)"
-        " VALUES ($1, $2, 'confirm', $3, $4, now() + make_interval(secs => $5::float8))",
+        " VALUES ($1, $2, $6, $3, $4, now() + make_interval(secs => $5::float8))",
         code_id,
         user_id,
         email,
         hash_code(code_id, email, code),
         ttl,
+        purpose,
     )
     return code_id
 
 
-async def mark_sent(conn: asyncpg.Connection, *, code_id: int, user_id: int, ttl: float) -> None:
+async def mark_sent(
+    conn: asyncpg.Connection, *, code_id: int, user_id: int, ttl: float, purpose: str = "confirm"
+) -> None:
     """The mail went out: the code becomes the pending one (its lifetime starts
     now) and replaces every older open code of the user."""
     await conn.execute(
@@ -102,9 +111,10 @@ async def mark_sent(conn: asyncpg.Connection, *, code_id: int, user_id: int, ttl
         ttl,
     )
     await conn.execute(
-        "DELETE FROM email_codes WHERE user_id = $1 AND purpose = 'confirm' AND consumed_at IS NULL AND id < $2",
+        "DELETE FROM email_codes WHERE user_id = $1 AND purpose = $3 AND consumed_at IS NULL AND id < $2",
         user_id,
         code_id,
+        purpose,
     )
 
 
@@ -113,14 +123,15 @@ async def discard(db: Database, code_id: int) -> None:
     await db.execute("email_codes.discard", "DELETE FROM email_codes WHERE id = $1 AND sent_at IS NULL", code_id)
 
 
-async def pending_for_update(conn: asyncpg.Connection, user_id: int) -> PendingCode | None:
+async def pending_for_update(conn: asyncpg.Connection, user_id: int, purpose: str = "confirm") -> PendingCode | None:
     """The user's newest sent, unconfirmed code, locked until the transaction ends
     (two guesses at once are counted one after the other)."""
     row = await conn.fetchrow(
         "SELECT id, email, code_hash, attempts, expires_at <= now() AS expired FROM email_codes"
-        " WHERE user_id = $1 AND purpose = 'confirm' AND sent_at IS NOT NULL AND consumed_at IS NULL"
+        " WHERE user_id = $1 AND purpose = $2 AND sent_at IS NOT NULL AND consumed_at IS NULL"
         " ORDER BY id DESC LIMIT 1 FOR UPDATE",
         user_id,
+        purpose,
     )
     return PendingCode(**dict(row)) if row is not None else None
 

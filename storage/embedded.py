@@ -107,6 +107,12 @@ class EmbeddedPostgres:
     def is_running(self) -> bool:
         if not (self.pgdata / "PG_VERSION").exists():
             return False
+        if self._user is None and os.geteuid() == 0:
+            # pg_ctl refuses to run as root: ask as the cluster's owner.
+            try:
+                self._user = pwd.getpwnam(SYSTEM_USER)
+            except KeyError:
+                return False
         result = subprocess.run(
             [str(self.bin / "pg_ctl"), "-D", str(self.pgdata), "status"],
             capture_output=True,

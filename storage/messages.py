@@ -21,7 +21,13 @@ from .db import Database
 
 # -- sending --------------------------------------------------------------------------
 
-#: $1 dialog key, $2 author, $3 message key, $4 content, $5 media keys, $6 positions.
+#: $1 dialog key, $2 author, $3 message key, $4 content, $5 media keys, $6 positions,
+#: $7 created_at, $8 the NewMessage event payload (JSON), $9 media keys the
+#: author may attach without owning them (those of a forwarded message),
+#: $10 forwarded message key or NULL, $11 important.
+#: The event goes to every member's log in the same statement: a message is
+#: never stored without its event, and the recipients' sequence rows are
+#: locked in user id order so concurrent sends cannot deadlock on them.
 ADD_SQL = """
 WITH me AS (
     SELECT dm.dialog_id
@@ -43,10 +49,10 @@ WITH me AS (
     -- media that do not exist or are not the author's own uploads
     SELECT coalesce(array_agg(u.k ORDER BY u.n), '{}') AS keys
     FROM unnest($5::text[]) WITH ORDINALITY AS u(k, n)
-    WHERE NOT EXISTS (SELECT 1 FROM media WHERE media.key = u.k AND media.owner_id = $2)
+    WHERE NOT EXISTS (SELECT 1 FROM media WHERE media.key = u.k AND (media.owner_id = $2 OR media.key = ANY($9::text[])))
 ), ins AS (
-    INSERT INTO messages (dialog_id, key, author_id, content)
-    SELECT me.dialog_id, $3, $2, $4
+    INSERT INTO messages (dialog_id, key, author_id, content, created_at, forwarded_key, important)
+    SELECT me.dialog_id, $3, $2, $4, $7, $10, $11
     FROM me, blocked, missing
     WHERE NOT blocked.yes AND cardinality(missing.keys) = 0
     ON CONFLICT (dialog_id, key) DO NOTHING
@@ -60,10 +66,26 @@ WITH me AS (
     FROM ins
     WHERE dialogs.id = ins.dialog_id
       AND (dialogs.last_message_at IS NULL OR dialogs.last_message_at < ins.created_at)
+), recipients AS (
+    SELECT s.user_id FROM ins
+    JOIN dialog_members dm ON dm.dialog_id = ins.dialog_id
+    JOIN user_event_seq s ON s.user_id = dm.user_id
+    ORDER BY s.user_id
+    FOR UPDATE OF s
+), bumped AS (
+    UPDATE user_event_seq s SET last_seq = s.last_seq + 1
+    FROM recipients r WHERE s.user_id = r.user_id
+    RETURNING s.user_id, s.last_seq
+), evs AS (
+    INSERT INTO events (user_id, seq, kind, payload, created_at)
+    SELECT user_id, last_seq, 'NewMessage', $8::jsonb, $7 FROM bumped
+    RETURNING user_id, seq
 )
 SELECT me.dialog_id, blocked.yes AS blocked, missing.keys AS missing_media,
        ins.id AS new_id, coalesce(ins.author_id, earlier.author_id) AS author_id,
-       (ins.id IS NOT NULL OR earlier.id IS NOT NULL) AS stored
+       (ins.id IS NOT NULL OR earlier.id IS NOT NULL) AS stored,
+       (SELECT array_agg(user_id ORDER BY user_id) FROM evs) AS event_users,
+       (SELECT array_agg(seq ORDER BY user_id) FROM evs) AS event_seqs
 FROM me
 CROSS JOIN blocked
 CROSS JOIN missing
@@ -83,6 +105,7 @@ class Sent:
     missing_media: tuple[str, ...] = ()
     created: bool = False
     author_id: int | None = None
+    events: tuple[tuple[int, int], ...] = ()  # (user id, seq) of the NewMessage events
 
 
 async def add_message(
@@ -94,20 +117,27 @@ async def add_message(
     content: str,
     media: Sequence[str] = (),
     positions: Sequence[int] = (),
+    created_at: datetime,
+    event_payload: str,
+    forwarded_media: Sequence[str] = (),
+    forwarded_key: str | None = None,
+    important: bool = False,
 ) -> Sent:
     """Send a message.  A key that is already in the dialog is not inserted
     again: the answer names the earlier message's author so a retried send is
     recognised (same author) and a foreign key refused (another author)."""
     for _ in range(3):
         row = await db.fetchrow(
-            "messages.add", ADD_SQL, dialog_key, author_id, key, content, list(media), list(positions)
+            "messages.add", ADD_SQL, dialog_key, author_id, key, content, list(media), list(positions),
+            created_at, event_payload, list(forwarded_media), forwarded_key, important,
         )
         if row is None:
             return Sent(None)
         if row["blocked"] or row["missing_media"]:
             return Sent(row["dialog_id"], blocked=row["blocked"], missing_media=tuple(row["missing_media"]))
         if row["stored"]:
-            return Sent(row["dialog_id"], created=row["new_id"] is not None, author_id=row["author_id"])
+            events = tuple(zip(row["event_users"] or (), row["event_seqs"] or (), strict=True))
+            return Sent(row["dialog_id"], created=row["new_id"] is not None, author_id=row["author_id"], events=events)
         # The same key was being inserted concurrently and committed after this
         # statement's snapshot: the next statement sees it.
     raise RuntimeError("message key neither inserted nor found")
@@ -177,13 +207,16 @@ class Changed:
     author_id: int | None = None
     deleted: bool = False
     done: bool = False
+    dialog_id: int | None = None
 
 
 async def _change(db: Database, name: str, sql: str, *args) -> Changed:
     row = await db.fetchrow(name, sql, *args)
     if row is None:
         return Changed(None)
-    return Changed(row["role"], row["message_id"], row["author_id"], bool(row["deleted"]), row["done"])
+    return Changed(
+        row["role"], row["message_id"], row["author_id"], bool(row["deleted"]), row["done"], row["dialog_id"]
+    )
 
 
 async def edit_message(db: Database, dialog_key: str, user_id: int, key: str, content: str) -> Changed:
@@ -302,6 +335,31 @@ async def page(
     else:
         rows = await db.fetch("messages.page_since", PAGE_SINCE_SQL, dialog_id, reader_id, take, skip, since)
     return [_message(r) for r in rows]
+
+
+#: $1 reader, $2 message key: a message the reader can see, in any of their dialogs.
+FIND_VISIBLE_SQL = _with_media(
+    "SELECT m.* FROM messages m JOIN dialog_members dm ON dm.dialog_id = m.dialog_id AND dm.user_id = $1"
+    " WHERE m.key = $2 AND m.deleted_at IS NULL AND NOT EXISTS ("
+    "  SELECT 1 FROM message_hidden h WHERE h.dialog_id = m.dialog_id AND h.user_id = $1 AND h.message_id = m.id)"
+    " LIMIT 1",
+    "ASC",
+)
+
+
+#: $1 dialog id, $2 message id: the row as stored, for events.
+BY_ID_SQL = _with_media("SELECT * FROM messages m WHERE m.dialog_id = $1 AND m.id = $2", "ASC")
+
+
+async def by_id(db: Database, dialog_id: int, message_id: int) -> MessageRow | None:
+    row = await db.fetchrow("messages.by_id", BY_ID_SQL, dialog_id, message_id)
+    return _message(row) if row else None
+
+
+async def find_visible(db: Database, reader_id: int, key: str) -> MessageRow | None:
+    """The message with this key in any dialog of the reader (for forwarding)."""
+    row = await db.fetchrow("messages.find_visible", FIND_VISIBLE_SQL, reader_id, key)
+    return _message(row) if row else None
 
 
 async def single(db: Database, dialog_id: int, reader_id: int, key: str) -> MessageRow | None:

@@ -48,6 +48,19 @@ async def current_version(conn: asyncpg.Connection) -> int:
     return await conn.fetchval("SELECT coalesce(max(version), 0) FROM schema_version")
 
 
+async def applied_versions(conn: asyncpg.Connection) -> set[int]:
+    """The versions recorded as applied (empty on a new database)."""
+    if await current_version(conn) == 0:
+        return set()
+    return {r["version"] for r in await conn.fetch("SELECT version FROM schema_version")}
+
+
+async def pending(conn: asyncpg.Connection) -> list[Migration]:
+    """Migrations the next start (or ``admin migrate``) would apply, in order."""
+    done = await applied_versions(conn)
+    return [m for m in available() if m.version not in done]
+
+
 async def migrate(conn: asyncpg.Connection) -> list[int]:
     """Apply every pending migration; returns the versions applied."""
     applied: list[int] = []

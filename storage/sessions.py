@@ -83,3 +83,52 @@ async def touch(db: Database, session_ids: list[int]) -> None:
         await db.execute(
             "sessions.touch", "UPDATE sessions SET last_seen_at = now() WHERE id = ANY($1::bigint[])", session_ids
         )
+
+
+# -- device sessions, as their owner sees them ------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceSession:
+    """A live session as ``GetSessions`` lists it (``token_hash`` stays on the server)."""
+
+    id: int
+    user_id: int
+    device_id: str
+    device_os: str
+    device_hostname: str
+    client_name: str
+    client_version: str
+    created_at: datetime
+    last_seen_at: datetime
+    token_hash: bytes
+
+
+_DEVICE_COLUMNS = (
+    "id, user_id, device_id, device_os, device_hostname, client_name, client_version, created_at,"
+    " last_seen_at, token_hash"
+)
+
+
+async def list_live(db: Database, user_id: int, *, take: int, skip: int) -> list[DeviceSession]:
+    """The user's sessions that are not revoked, most recently seen first."""
+    rows = await db.fetch(
+        "sessions.list_live",
+        f"SELECT {_DEVICE_COLUMNS} FROM sessions WHERE user_id = $1 AND revoked_at IS NULL"
+        " ORDER BY last_seen_at DESC, id DESC LIMIT $2 OFFSET $3",
+        user_id,
+        take,
+        skip,
+    )
+    return [DeviceSession(**dict(r)) for r in rows]
+
+
+async def find_live(db: Database, user_id: int, session_id: int) -> DeviceSession | None:
+    """One live session of this user; None for another user's or a revoked one."""
+    row = await db.fetchrow(
+        "sessions.find_live",
+        f"SELECT {_DEVICE_COLUMNS} FROM sessions WHERE id = $1 AND user_id = $2 AND revoked_at IS NULL",
+        session_id,
+        user_id,
+    )
+    return DeviceSession(**dict(row)) if row else None

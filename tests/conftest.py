@@ -86,6 +86,9 @@ def start_server(tmp_path_factory, new_database, smtp: MailBox, clients_file: Pa
                 "--clients", str(clients_file),
                 "--smtp-url", f"smtp://127.0.0.1:{smtp.port}",  # type: ignore[attr-defined]
                 "--log-level", "INFO",
+                # Every test client connects from 127.0.0.1: per-address rate
+                # limits would throttle the suite (tests/test_limits.py sets its own).
+                "--rate-auth-ip", "0", "--rate-registration-ip", "0", "--rate-email-ip", "0",
                 *extra,
             ],
         )

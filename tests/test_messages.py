@@ -121,7 +121,7 @@ async def test_send_answer_shape_and_message_shape(user):
         "updateAt": "",
         "deleteAt": "",
         "forwardedKey": "",
-        "read": "",
+        "read": False,
         "important": False,
     }
     assert item["hash"] is None and item["order"] is None

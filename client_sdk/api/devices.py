@@ -2,6 +2,83 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from protocol.requests.devices import GET_SESSIONS, RESET_PASSWORD, REVOKE_SESSION
+
+from .dialogs import parse_date
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceSession:
+    """One of my live sessions (a device login).  ``last_seen`` is when the
+    session last made a request, as the server recorded it (see
+    docs/api/devices.md); ``current`` marks the session of this client."""
+
+    id: int
+    device_id: str
+    os: str
+    hostname: str
+    client_name: str
+    client_version: str
+    created: datetime
+    last_seen: datetime
+    current: bool
+
+    @classmethod
+    def from_answer(cls, item: dict[str, Any]) -> DeviceSession:
+        return cls(
+            id=int(item["Id"]),
+            device_id=str(item["DeviceId"]),
+            os=str(item["Os"]),
+            hostname=str(item["Hostname"]),
+            client_name=str(item["ClientName"]),
+            client_version=str(item["ClientVersion"]),
+            created=parse_date(item["Created"]),  # type: ignore[arg-type]
+            last_seen=parse_date(item["LastSeen"]),  # type: ignore[arg-type]
+            current=bool(item["Current"]),
+        )
+
 
 class DevicesAPI:
     """Mixed into ``client_sdk.Client``; uses its ``request()``."""
+
+    if TYPE_CHECKING:
+
+        async def request(self, name: str, body: dict[str, Any], *, needs_session: bool = True) -> dict[str, Any]: ...
+
+        def _login_sessia(self) -> dict[str, Any]: ...
+
+    async def sessions(self, take: int = 50, skip: int = 0) -> list[DeviceSession]:
+        """My live sessions, most recently seen first."""
+        answer = await self.request(GET_SESSIONS, {"take": take, "skip": skip})
+        return [DeviceSession.from_answer(item) for item in answer["Sessions"]]
+
+    async def revoke_session(self, session_id: int) -> None:
+        """Log out one of my sessions (``NotFound`` if it is not mine or not
+        live).  Its open connections are closed at once.  Revoking the current
+        session logs this client out, as ``logout`` does."""
+        await self.request(REVOKE_SESSION, {"id": session_id})
+
+    async def revoke_other_sessions(self) -> list[int]:
+        """Log out every session of mine but this one; returns their ids."""
+        answer = await self.request(REVOKE_SESSION, {"all": True})
+        return [int(i) for i in answer["Revoked"]]
+
+    async def request_password_reset(self, email: str) -> None:
+        """Ask for a reset code to be mailed to ``email``.  The answer is the
+        same whether or not the address is an account's confirmed email: no
+        error means only that the request was well-formed."""
+        await self.request(RESET_PASSWORD, {"email": email, "sessia": self._login_sessia()}, needs_session=False)
+
+    async def reset_password(self, email: str, code: str, new_password: str) -> None:
+        """Set a new password with the mailed code.  Every session of the
+        account is logged out: log in again with ``login``.  ``Unprocessable``
+        for a wrong, expired or used-up code, or an address with no code."""
+        await self.request(
+            RESET_PASSWORD,
+            {"email": email, "code": code, "newPass": new_password, "sessia": self._login_sessia()},
+            needs_session=False,
+        )

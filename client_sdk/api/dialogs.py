@@ -33,6 +33,7 @@ class DialogInfo:
     role: str
     created_at: datetime | None
     last_message_at: datetime | None
+    unread: int = 0
 
     @classmethod
     def from_answer(cls, item: dict[str, Any]) -> DialogInfo:
@@ -44,6 +45,7 @@ class DialogInfo:
             role=item.get("role", ""),
             created_at=parse_date(item.get("date")),
             last_message_at=parse_date(item.get("lastMessageAt")),
+            unread=int(item.get("unread") or 0),
         )
 
 

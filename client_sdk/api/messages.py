@@ -27,6 +27,7 @@ class Message:
     important: bool
     media: tuple[str, ...]
     order: tuple[int, ...]
+    read: bool = False
 
     @classmethod
     def from_answer(cls, item: dict[str, Any]) -> Message:
@@ -42,6 +43,7 @@ class Message:
             important=bool(info["important"]),
             media=tuple(item["hash"] or ()),
             order=tuple(item["order"] or ()),
+            read=info.get("read") is True,
         )
 
 
@@ -66,18 +68,35 @@ class MessagesAPI:
         media: Iterable[str] = (),
         order: Iterable[int] | None = None,
         msgkey: str | None = None,
+        important: bool = False,
     ) -> str:
         """Send to dialog ``key``; returns the message key.  Passing your own
         ``msgkey`` makes a retry safe: the same key never makes a second message."""
         info: dict[str, Any] = {"pkDialog": key, "content": content}
         if msgkey is not None:
             info["msgkey"] = msgkey
+        if important:
+            info["important"] = True
         extra: dict[str, Any] = {}
         media = list(media)
         if media:
             extra["hash"] = media
             extra["order"] = list(order) if order is not None else list(range(1, len(media) + 1))
         return await self._send("add", info, **extra)
+
+    async def forward_message(self, key: str, msgkey: str, *, comment: str = "") -> str:
+        """Forward message ``msgkey`` (from any dialog you are in) into dialog
+        ``key``; its text (unless ``comment`` replaces it) and media come along."""
+        info: dict[str, Any] = {"pkDialog": key, "forwardedKey": msgkey, "content": comment}
+        return await self._send("add", info)
+
+    async def mark_read(self, key: str, msgkey: str) -> None:
+        """Everything up to ``msgkey`` in dialog ``key`` is read (others are told)."""
+        await self.request("MarkRead", {"pkDialog": key, "msgkey": msgkey})
+
+    async def typing(self, key: str) -> None:
+        """Tell the connected members of ``key`` that you are typing."""
+        await self.request("Typing", {"pkDialog": key})
 
     async def edit_message(self, key: str, msgkey: str, content: str) -> None:
         await self._send("edit", {"pkDialog": key, "msgkey": msgkey, "content": content})

@@ -46,6 +46,8 @@ class SendMessage:
     content: str
     media: tuple[str, ...]
     order: tuple[int, ...]
+    important: bool = False
+    forwarded_key: str | None = None
 
     @classmethod
     def parse(cls, body: Fields) -> SendMessage:
@@ -58,9 +60,13 @@ class SendMessage:
         if operation == ADD:
             media, order = _media(message)
             content = info.str("content", required=False, max_len=MAX_CONTENT_LENGTH) or ""
-            if not content.strip() and not media:
+            forwarded = info.str("forwardedKey", required=False, max_len=256, strip=True)
+            if forwarded:
+                check_msgkey(forwarded, "message.infoMessage.forwardedKey")
+            elif not content.strip() and not media:
                 raise Unprocessable("message.infoMessage.content: a message needs text or media")
-            return cls(ADD, dialog, _msgkey(info, required=False), content, media, order)
+            important = bool(info.bool("important", required=False, default=False))
+            return cls(ADD, dialog, _msgkey(info, required=False), content, media, order, important, forwarded or None)
         msgkey = _msgkey(info, required=True)
         content = ""
         if operation == EDIT:

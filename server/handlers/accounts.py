@@ -39,6 +39,8 @@ async def open_session(call: Call, conn: Any, user_id: int, sessia: Sessia) -> s
 @route(REGISTRATION, session=False)
 async def registration(call: Call) -> dict[str, Any]:
     req = Registration.parse(call.body, call.app.config.min_password_length)
+    call.app.limits.registration_ip.check(call.conn.ip)
+    call.app.limits.registration_account.check(req.email.lower())
     call.app.clients.check(req.sessia.client)
     taken = await users.identity_taken(call.app.db, req.login, req.email)
     if taken == "email":
@@ -58,6 +60,8 @@ async def auth(call: Call) -> dict[str, Any]:
         session, sessia = await call.app.sessions.authenticate(call.body)
         return ok("Session is valid", Tocken=sessia.tocken, Id=session.user_id)
     req = PasswordAuth.parse(call.body)
+    call.app.limits.auth_ip.check(call.conn.ip)
+    call.app.limits.auth_account.check(req.email.lower())
     call.app.clients.check(req.sessia.client)
     user = await users.find_for_login(call.app.db, req.email)
     verified = await call.app.passwords.verify(user.password_hash if user else None, req.password)
@@ -72,5 +76,5 @@ async def auth(call: Call) -> dict[str, Any]:
 @route(DISABLE)
 async def disable(call: Call) -> dict[str, Any]:
     assert call.session is not None
-    await call.app.revoke_session(call.session)
+    await call.app.revoke_session(call.session, spare=call.conn)
     return ok("Session closed")

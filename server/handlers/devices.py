@@ -1,1 +1,185 @@
-"""Handlers for device sessions and password reset."""
+"""Device sessions (GetSessions, RevokeSession) and password reset by email
+(ResetPassword).  The rules are in docs/api/devices.md.
+
+A password reset must not tell who has an account: asking for a code answers
+the same, at once, for every well-formed address, and the work (looking the
+address up, storing a code, mailing it) runs after the answer, in the
+background.  A code comes back with the new password; every refusal of that
+step is the same ``wrong or expired code``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+from collections.abc import Coroutine
+from typing import TYPE_CHECKING, Any
+
+from protocol.requests.devices import (
+    GET_SESSIONS,
+    RESET_PASSWORD,
+    REVOKE_SESSION,
+    GetSessions,
+    ResetPassword,
+    RevokeSession,
+)
+from protocol.requests.dialogs import format_date
+from protocol.status import NotFound, SessiaError, Unprocessable, ok
+from storage import email_codes, users
+from storage import sessions as session_store
+
+from ..dispatch import Call, route
+from ..sessions import Session
+
+if TYPE_CHECKING:
+    from ..app import App
+
+log = logging.getLogger("sessia.reset")
+
+RESET = "reset"  # the email_codes purpose
+RESET_SUBJECT = "Your sessia password reset code"
+RESET_REQUESTED = "if this address belongs to an account and is confirmed, a reset code has been mailed to it"
+PASSWORD_RESET = "password changed: log in with the new password"
+WRONG_RESET_CODE = "wrong or expired code: check it or request a new one"
+
+#: Mail being sent after the answer; kept so the tasks are not garbage-collected.
+_background: set[asyncio.Task] = set()
+
+
+# -- device sessions ---------------------------------------------------------------------
+
+
+@route(GET_SESSIONS)
+async def get_sessions(call: Call) -> dict[str, Any]:
+    req = GetSessions.parse(call.body)
+    assert call.session is not None
+    await call.app.sessions.flush_seen()  # this node's activity, up to this request
+    rows = await session_store.list_live(call.app.db, call.user_id, take=req.take, skip=req.skip)
+    return ok("sessions", Sessions=[session_item(row, call.session.id) for row in rows])
+
+
+def session_item(row: session_store.DeviceSession, current_id: int) -> dict[str, Any]:
+    return {
+        "Id": row.id,
+        "DeviceId": row.device_id,
+        "Os": row.device_os,
+        "Hostname": row.device_hostname,
+        "ClientName": row.client_name,
+        "ClientVersion": row.client_version,
+        "Created": format_date(row.created_at),
+        "LastSeen": format_date(row.last_seen_at),
+        "Current": row.id == current_id,
+    }
+
+
+@route(REVOKE_SESSION)
+async def revoke_session(call: Call) -> dict[str, Any]:
+    """Log out one of my sessions, or all but this one.  Their connections
+    close at once; this request's connection stays open for the answer."""
+    req = RevokeSession.parse(call.body)
+    assert call.session is not None
+    if req.all:
+        revoked = await call.app.revoke_user_sessions(
+            call.user_id, except_session_id=call.session.id, spare=call.conn
+        )
+        return ok("sessions revoked", Revoked=sorted(revoked))
+    row = await session_store.find_live(call.app.db, call.user_id, req.id)  # type: ignore[arg-type]
+    if row is None:
+        raise NotFound("no such session")
+    await call.app.revoke_session(Session(row.id, row.user_id, row.device_id, row.token_hash), spare=call.conn)
+    return ok("session revoked", Revoked=[row.id])
+
+
+# -- password reset ----------------------------------------------------------------------
+
+
+@route(RESET_PASSWORD, session=False)
+async def reset_password(call: Call) -> dict[str, Any]:
+    req = ResetPassword.parse(call.body, call.app.config.min_password_length)
+    call.app.clients.check(req.sessia.client)
+    if req.sends:
+        in_background(mail_reset_code(call.app, req.email))
+        return ok(RESET_REQUESTED)
+    await set_new_password(call, req)
+    return ok(PASSWORD_RESET)
+
+
+def in_background(work: Coroutine[Any, Any, None]) -> None:
+    task = asyncio.get_running_loop().create_task(work)
+    _background.add(task)
+    task.add_done_callback(_finished)
+
+
+def _finished(task: asyncio.Task) -> None:
+    _background.discard(task)
+    if not task.cancelled() and task.exception() is not None:
+        exc = task.exception()
+        if isinstance(exc, SessiaError):  # the mailer has logged why
+            log.info("reset code not sent: %s", exc.message)
+        else:
+            log.error("reset code not sent", exc_info=exc)
+
+
+async def mail_reset_code(app: App, email: str) -> None:
+    """Mail a reset code if ``email`` is an account's confirmed address and
+    none was sent within the resend interval; otherwise do nothing."""
+    cfg = app.config
+    user = await users.find_for_login(app.db, email)
+    if user is None or not user.email_confirmed:
+        return
+    code = email_codes.new_code()
+    async with app.db.transaction("reset.reserve") as conn:
+        await users.lock_for_update(conn, user.id)  # one request at a time per account
+        if await email_codes.seconds_until_resend(conn, user.id, cfg.email_code_resend_interval, purpose=RESET):
+            log.info("reset code for user %d not sent: one was sent recently", user.id)
+            return
+        code_id = await email_codes.reserve(
+            conn, user_id=user.id, email=user.email, code=code, ttl=cfg.email_code_ttl, purpose=RESET
+        )
+    try:
+        await app.mailer.send(user.email, RESET_SUBJECT, reset_mail_text(code, cfg.email_code_ttl))
+    except BaseException:
+        await email_codes.discard(app.db, code_id)
+        raise
+    async with app.db.transaction("reset.sent") as conn:
+        await email_codes.mark_sent(conn, code_id=code_id, user_id=user.id, ttl=cfg.email_code_ttl, purpose=RESET)
+
+
+def reset_mail_text(code: str, ttl: float) -> str:
+    """The code alone on its line, and no other six-digit number anywhere."""
+    lifetime = f"{math.ceil(ttl / 60)} minutes" if ttl >= 120 else f"{math.ceil(ttl)} second(s)"
+    return (
+        "Your password reset code:\n"
+        "\n"
+        f"{code}\n"
+        "\n"
+        f"Enter it in the app with your new password. It is valid for {lifetime}.\n"
+        "If you did not ask for it, ignore this message: your password stays as it is.\n"
+    )
+
+
+async def set_new_password(call: Call, req: ResetPassword) -> None:
+    """Check the code; on success set the password and log every session out.
+    A wrong guess is counted (committed) although the request is refused."""
+    app = call.app
+    user = await users.find_for_login(app.db, req.email)
+    if user is None or not user.email_confirmed:
+        raise Unprocessable(WRONG_RESET_CODE)
+    async with app.db.transaction("reset.confirm") as conn:
+        pending = await email_codes.pending_for_update(conn, user.id, RESET)
+        usable = (
+            pending is not None
+            and not pending.expired
+            and pending.attempts < app.config.email_code_max_attempts
+            and pending.email.lower() == user.email.lower()
+        )
+        if usable and pending.matches(req.code):  # type: ignore[union-attr, arg-type]
+            password_hash = await app.passwords.hash(req.new_password)  # type: ignore[arg-type]
+            await email_codes.consume(conn, pending.id)  # type: ignore[union-attr]
+            await users.set_password_hash(conn, user.id, password_hash)
+            await app.revoke_user_sessions(user.id, conn=conn, spare=call.conn)
+            return
+        if usable:
+            await email_codes.record_failure(conn, pending.id)  # type: ignore[union-attr]
+    raise Unprocessable(WRONG_RESET_CODE)

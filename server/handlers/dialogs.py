@@ -11,6 +11,7 @@ from __future__ import annotations
 import secrets
 from typing import Any
 
+from protocol import events as ev
 from protocol.requests import CHANGE_DIALOG, CREATE_DIALOG, GET_DIALOGS, GET_USERS_DIALOG, KICK_USER
 from protocol.requests.dialogs import (
     ChangeDialog,
@@ -23,7 +24,7 @@ from protocol.requests.dialogs import (
 )
 from protocol.status import Forbidden, NotFound, Unprocessable, ok
 from storage import dialogs as dialog_store
-from storage import friends, media
+from storage import events, friends, media
 from storage import messages as message_store
 
 from ..dispatch import Call, route
@@ -71,16 +72,29 @@ async def create_dialog(call: Call) -> dict[str, Any]:
         raise Forbidden(f"cannot start a dialog with user {others[0]}: one of you has blocked the other")
     if req.photo is not None:
         await check_photo(call, req.photo)
-    dialog = await dialog_store.create_dialog(
-        call.app.db,
-        key=new_dialog_key(),
-        name=req.name,
-        private=req.private,
-        photo_key=req.photo,
-        owner_id=call.user_id,
-        members=others,
-    )
+    async with call.app.db.atomic("dialogs.create") as tx:
+        dialog = await dialog_store.create_dialog(
+            tx,
+            key=new_dialog_key(),
+            name=req.name,
+            private=req.private,
+            photo_key=req.photo,
+            owner_id=call.user_id,
+            members=others,
+        )
+        payload = {**_summary(dialog.key, dialog.name, dialog.photo_key, dialog.private), "Owner": call.user_id}
+        pushed = await events.append(tx.conn, [call.user_id, *others], ev.DIALOG_CREATED, payload)
+    call.app.events.deliver(pushed)
     return ok("Dialog started", hash=dialog.key)
+
+
+def _summary(key: str, name: str, photo: str | None, private: bool) -> dict[str, Any]:
+    return {"PkDialog": key, "name": name, "photo": photo or "", "private": private}
+
+
+async def _tell_members(tx: Any, dialog_id: int, kind: str, payload: dict[str, Any], extra: tuple[int, ...] = ()) -> list:
+    members = [m.user_id for m in await dialog_store.members(tx, dialog_id)]
+    return await events.append(tx.conn, [*members, *extra], kind, payload)
 
 
 @route(CHANGE_DIALOG)
@@ -92,7 +106,12 @@ async def change_dialog(call: Call) -> dict[str, Any]:
         raise NotFound(DIALOG_NOT_FOUND)
     if not access.is_member:
         if not access.dialog.private and req.only_adds(call.user_id):
-            await dialog_store.change_dialog(db, access.dialog.id, add_members=req.add_members)
+            async with db.atomic("dialogs.join") as tx:
+                await dialog_store.change_dialog(tx, access.dialog.id, add_members=req.add_members)
+                pushed = await _tell_members(
+                    tx, access.dialog.id, ev.MEMBERS_ADDED, {"PkDialog": req.key, "Ids": list(req.add_members)}
+                )
+            call.app.events.deliver(pushed)
             return ok("Joined the dialog")
         raise NotFound(DIALOG_NOT_FOUND)
     if not access.is_manager:
@@ -107,15 +126,29 @@ async def change_dialog(call: Call) -> dict[str, Any]:
             raise Unprocessable(f"dialog.admins: not members of this dialog: {', '.join(map(str, outsiders))}")
     if req.photo is not None:
         await check_photo(call, req.photo)
-    await dialog_store.change_dialog(
-        db,
-        access.dialog.id,
-        name=req.name,
-        private=req.private,
-        photo_key=req.photo,
-        add_members=req.add_members,
-        admins=req.admins,
-    )
+    async with db.atomic("dialogs.change") as tx:
+        await dialog_store.change_dialog(
+            tx,
+            access.dialog.id,
+            name=req.name,
+            private=req.private,
+            photo_key=req.photo,
+            add_members=req.add_members,
+            admins=req.admins,
+        )
+        pushed = []
+        old = access.dialog
+        if req.name is not None or req.private is not None or req.photo is not None or req.admins:
+            summary = _summary(
+                req.key,
+                old.name if req.name is None else req.name,
+                old.photo_key if req.photo is None else req.photo,
+                old.private if req.private is None else req.private,
+            )
+            pushed += await _tell_members(tx, old.id, ev.DIALOG_CHANGED, summary)
+        if req.add_members:
+            pushed += await _tell_members(tx, old.id, ev.MEMBERS_ADDED, {"PkDialog": req.key, "Ids": list(req.add_members)})
+    call.app.events.deliver(pushed)
     return ok("Dialog changed")
 
 
@@ -124,7 +157,7 @@ async def kick_user(call: Call) -> dict[str, Any]:
     req = KickUser.parse(call.body)
     dialog_id, role = await member_of(call, req.key)
     if req.user_id == call.user_id:
-        await dialog_store.remove_member(call.app.db, dialog_id, call.user_id)
+        await _remove(call, dialog_id, req.key, call.user_id)
         return ok("You left the dialog")
     if role not in dialog_store.MANAGERS:
         raise Forbidden("only the owner or an admin can remove members")
@@ -135,8 +168,17 @@ async def kick_user(call: Call) -> dict[str, Any]:
         raise Forbidden("the owner cannot be removed from the dialog")
     if target == dialog_store.ADMIN and role != dialog_store.OWNER:
         raise Forbidden("only the owner can remove an admin")
-    await dialog_store.remove_member(call.app.db, dialog_id, req.user_id)
+    await _remove(call, dialog_id, req.key, req.user_id)
     return ok("User removed from the dialog")
+
+
+async def _remove(call: Call, dialog_id: int, key: str, user_id: int) -> None:
+    """Kick or leave; the remaining members and the removed user are told."""
+    async with call.app.db.atomic("dialogs.remove_member") as tx:
+        await dialog_store.remove_member(tx, dialog_id, user_id)
+        payload = {"PkDialog": key, "Id": user_id, "By": call.user_id}
+        pushed = await _tell_members(tx, dialog_id, ev.MEMBER_KICKED, payload, extra=(user_id,))
+    call.app.events.deliver(pushed)
 
 
 def dialog_out(item: dialog_store.DialogItem) -> dict[str, Any]:
@@ -148,6 +190,7 @@ def dialog_out(item: dialog_store.DialogItem) -> dict[str, Any]:
         "role": item.role,
         "date": format_date(item.created_at),
         "lastMessageAt": format_date(item.last_message_at),
+        "unread": item.unread,
     }
 
 

@@ -8,14 +8,20 @@ client can drop its local copy.
 from __future__ import annotations
 
 import secrets
+from datetime import UTC, datetime
 from typing import Any
 
+import orjson
+
+from protocol import events as ev
 from protocol.requests import GET_DEL_MESSAGES, GET_MESSAGES, SEND_MESSAGE
 from protocol.requests.dialogs import format_date
 from protocol.requests.messages import ADD, DELETE, EDIT, GetDelMessages, GetMessages, SendMessage
 from protocol.status import Conflict, Forbidden, Gone, NotFound, ok
 from storage import dialogs as dialog_store
+from storage import events as event_store
 from storage import messages as message_store
+from storage.messages import MessageRow
 
 from ..dispatch import Call, route
 from .dialogs import DIALOG_NOT_FOUND, member_of
@@ -27,9 +33,10 @@ def new_message_key() -> str:
     return secrets.token_hex(16)
 
 
-def message_out(m: message_store.MessageRow) -> dict[str, Any]:
+def message_out(m: message_store.MessageRow, read: bool | str = "") -> dict[str, Any]:
     """The original's ``Msg`` item; unset dates are empty strings as there.
-    ``read`` is not tracked and is always ``""``."""
+    ``read``: for a reader's own message, whether another member has read it;
+    for others' messages, whether the reader has ("" where not computed)."""
     return {
         "infoMessage": {
             "msgKey": m.key,
@@ -39,7 +46,7 @@ def message_out(m: message_store.MessageRow) -> dict[str, Any]:
             "updateAt": format_date(m.updated_at),
             "deleteAt": format_date(m.deleted_at),
             "forwardedKey": m.forwarded_key or "",
-            "read": "",
+            "read": read,
             "important": m.important,
         },
         "hash": list(m.media) or None,
@@ -49,6 +56,7 @@ def message_out(m: message_store.MessageRow) -> dict[str, Any]:
 
 @route(SEND_MESSAGE)
 async def send_message(call: Call) -> dict[str, Any]:
+    call.app.limits.send_message.check(call.session.id)  # type: ignore[union-attr]
     req = SendMessage.parse(call.body)
     if req.operation == ADD:
         return await _add(call, req)
@@ -61,14 +69,31 @@ async def send_message(call: Call) -> dict[str, Any]:
 
 async def _add(call: Call, req: SendMessage) -> dict[str, Any]:
     key = req.msgkey or new_message_key()
+    content, media, positions, forwarded_media = req.content, req.media, req.order, ()
+    if req.forwarded_key is not None:
+        source = await message_store.find_visible(call.app.db, call.user_id, req.forwarded_key)
+        if source is None:
+            raise NotFound("message.infoMessage.forwardedKey: message not found")
+        content = content or source.content
+        if not media:
+            media, positions, forwarded_media = source.media, source.positions, source.media
+    created_at = datetime.now(UTC)
+    msg = MessageRow(0, key, call.user_id, content, created_at, None, None, req.forwarded_key,
+                     req.important, tuple(media), tuple(positions))
+    payload = orjson.dumps({"PkDialog": req.dialog, "Msg": message_out(msg, False)}).decode()
     sent = await message_store.add_message(
         call.app.db,
         dialog_key=req.dialog,
         author_id=call.user_id,
         key=key,
-        content=req.content,
-        media=req.media,
-        positions=req.order,
+        content=content,
+        media=media,
+        positions=positions,
+        created_at=created_at,
+        event_payload=payload,
+        forwarded_media=forwarded_media,
+        forwarded_key=req.forwarded_key,
+        important=req.important,
     )
     if sent.dialog_id is None:
         raise NotFound(DIALOG_NOT_FOUND)
@@ -79,6 +104,11 @@ async def _add(call: Call, req: SendMessage) -> dict[str, Any]:
         raise NotFound(f"message.hash: media {keys} not found among your uploads")
     if sent.author_id != call.user_id:
         raise Conflict("message.infoMessage.msgkey: already used by another message in this dialog")
+    if sent.events:
+        body = orjson.loads(payload)
+        call.app.events.deliver(
+            [event_store.EventRow(user, seq, ev.NEW_MESSAGE, body, created_at) for user, seq in sent.events]
+        )
     return ok("Message sent" if sent.created else "Message already sent", msgkey=key)
 
 
@@ -91,32 +121,58 @@ def _check_target(changed: message_store.Changed) -> None:
 
 async def _edit(call: Call, req: SendMessage) -> dict[str, Any]:
     assert req.msgkey is not None
-    changed = await message_store.edit_message(call.app.db, req.dialog, call.user_id, req.msgkey, req.content)
-    _check_target(changed)
-    if not changed.done:
-        if changed.author_id != call.user_id:
-            raise Forbidden("only the author can edit a message")
-        raise Gone("the message was deleted")
+    async with call.app.db.atomic("messages.edit") as tx:
+        changed = await message_store.edit_message(tx, req.dialog, call.user_id, req.msgkey, req.content)
+        _check_target(changed)
+        if not changed.done:
+            if changed.author_id != call.user_id:
+                raise Forbidden("only the author can edit a message")
+            raise Gone("the message was deleted")
+        pushed = await _to_members(tx, changed, ev.MESSAGE_EDITED, req.dialog)
+    call.app.events.deliver(pushed)
     return ok("Message edited", msgkey=req.msgkey)
+
+
+async def _to_members(tx: Any, changed: message_store.Changed, kind: str, dialog: str) -> list:
+    """Record ``kind`` with the message as it now is for every member."""
+    assert changed.dialog_id is not None and changed.message_id is not None
+    row = await message_store.by_id(tx, changed.dialog_id, changed.message_id)
+    assert row is not None
+    if kind == ev.MESSAGE_DELETED:
+        payload = {"PkDialog": dialog, "msgKey": row.key, "deleteAt": format_date(row.deleted_at)}
+    else:
+        payload = {"PkDialog": dialog, "Msg": message_out(row)}
+    members = [m.user_id for m in await dialog_store.members(tx, changed.dialog_id)]
+    return await event_store.append(tx.conn, members, kind, payload)
 
 
 async def _delete(call: Call, req: SendMessage) -> dict[str, Any]:
     assert req.msgkey is not None
-    changed = await message_store.delete_message(call.app.db, req.dialog, call.user_id, req.msgkey)
-    _check_target(changed)
-    if not changed.done:
-        if changed.author_id != call.user_id and changed.role not in dialog_store.MANAGERS:
-            raise Forbidden("only the author, the owner or an admin can delete a message for everyone")
-        raise Gone("the message was already deleted")
+    async with call.app.db.atomic("messages.delete") as tx:
+        changed = await message_store.delete_message(tx, req.dialog, call.user_id, req.msgkey)
+        _check_target(changed)
+        if not changed.done:
+            if changed.author_id != call.user_id and changed.role not in dialog_store.MANAGERS:
+                raise Forbidden("only the author, the owner or an admin can delete a message for everyone")
+            raise Gone("the message was already deleted")
+        pushed = await _to_members(tx, changed, ev.MESSAGE_DELETED, req.dialog)
+    call.app.events.deliver(pushed)
     return ok("Message deleted", msgkey=req.msgkey)
 
 
 async def _hide(call: Call, req: SendMessage) -> dict[str, Any]:
     assert req.msgkey is not None
-    changed = await message_store.hide_message(call.app.db, req.dialog, call.user_id, req.msgkey)
-    _check_target(changed)
-    if changed.deleted:
-        raise Gone("the message was deleted")
+    async with call.app.db.atomic("messages.hide") as tx:
+        changed = await message_store.hide_message(tx, req.dialog, call.user_id, req.msgkey)
+        _check_target(changed)
+        if changed.deleted:
+            raise Gone("the message was deleted")
+        pushed = []
+        if changed.done:  # only my own devices learn of it
+            pushed = await event_store.append(
+                tx.conn, [call.user_id], ev.MESSAGE_HIDDEN, {"PkDialog": req.dialog, "msgKey": req.msgkey}
+            )
+    call.app.events.deliver(pushed)
     return ok("Message deleted for you", msgkey=req.msgkey)
 
 
@@ -128,12 +184,16 @@ async def get_messages(call: Call) -> dict[str, Any]:
         message = await message_store.single(call.app.db, dialog_id, call.user_id, req.msgkey)
         if message is None:
             raise NotFound(MESSAGE_NOT_FOUND)
-        return ok("Message found", Msg=[message_out(message)])
-    page = req.page
-    rows = await message_store.page(
-        call.app.db, dialog_id, call.user_id, since=page.since, take=page.take, skip=page.skip
-    )
-    return ok("List formed", Msg=[message_out(m) for m in rows])
+        rows = [message]
+    else:
+        page = req.page
+        rows = await message_store.page(
+            call.app.db, dialog_id, call.user_id, since=page.since, take=page.take, skip=page.skip
+        )
+    mine, others = await dialog_store.read_marks(call.app.db, dialog_id, call.user_id)
+    me = call.user_id
+    out = [message_out(m, m.id <= (others if m.author_id == me else mine)) for m in rows]
+    return ok("Message found" if req.msgkey is not None else "List formed", Msg=out)
 
 
 @route(GET_DEL_MESSAGES)

@@ -41,6 +41,8 @@ MAIL_SUBJECT = "Your sessia confirmation code"
 
 @route(EMAIL)
 async def email(call: Call) -> dict[str, Any]:
+    call.app.limits.email_ip.check(call.conn.ip)
+    call.app.limits.email_account.check(call.user_id)
     req = Email.parse(call.body)
     if req.sends:
         code_id = await send_code(call, await current_user(call), req.email)  # type: ignore[arg-type]

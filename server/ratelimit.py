@@ -1,0 +1,154 @@
+"""In-memory rate limits: keyed token buckets.
+
+A limit is written ``COUNT/SECONDS`` (``--rate-auth-account 10/300``): a key may
+spend ``COUNT`` requests at once (the burst), and gets them back at
+``COUNT / SECONDS`` per second.  ``0/...`` turns the limit off.
+
+A check is one ordered-dict lookup, a little arithmetic and a move to the end:
+O(1), no allocation for a known key, cheap enough for ``SendMessage``.  Memory
+is bounded two ways: a key idle long enough for its bucket to be full again is
+indistinguishable from a new key, so up to two such keys (the oldest) are
+dropped whenever a key is added (amortised sweep); and past ``max_keys`` the least recently used key is
+dropped whatever its state, so a flood of new keys (addresses, emails) costs
+bounded memory.  Limits are per server process: with several nodes each
+enforces its own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Hashable
+from typing import NamedTuple
+
+from protocol.status import TooManyRequests
+
+#: Keys one limiter remembers at most (one entry is ~150 bytes: a few MiB each).
+MAX_KEYS = 50_000
+
+
+class Rate(NamedTuple):
+    """``count`` requests per ``seconds``; ``count == 0`` means unlimited."""
+
+    count: int
+    seconds: float
+
+    def __str__(self) -> str:
+        return f"{self.count}/{self.seconds:g}"
+
+    @classmethod
+    def parse(cls, text: str) -> Rate:
+        """``"10/60"`` -> Rate(10, 60.0); ``"0"`` or ``"off"`` -> unlimited."""
+        text = text.strip().lower()
+        if text in ("0", "off", "none"):
+            return cls(0, 1.0)
+        count, sep, seconds = text.partition("/")
+        try:
+            rate = cls(int(count), float(seconds)) if sep else None
+        except ValueError:
+            rate = None
+        if rate is None or rate.count < 0 or not (rate.seconds > 0 and math.isfinite(rate.seconds)):
+            raise ValueError(f"expected COUNT/SECONDS (e.g. 10/60) or 0 for no limit, got {text!r}")
+        return rate
+
+
+def rate_arg(text: str) -> Rate:
+    """argparse type for ``COUNT/SECONDS`` flags."""
+    try:
+        return Rate.parse(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+class RateLimiter:
+    """Token buckets by key.  ``check(key)`` spends a token or raises 429."""
+
+    __slots__ = ("rate", "what", "_burst", "_per_second", "_full_after", "_buckets", "_max_keys", "_clock")
+
+    def __init__(
+        self, rate: Rate, what: str, *, max_keys: int = MAX_KEYS, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.rate = rate
+        self.what = what  # for the refusal: "login attempts for this account"
+        self._burst = float(rate.count)
+        self._per_second = rate.count / rate.seconds if rate.count else 0.0
+        self._full_after = rate.seconds  # an empty bucket is full again after this long
+        # key -> [tokens, time of the last check]; the order is least recently used first.
+        self._buckets: OrderedDict[Hashable, list[float]] = OrderedDict()
+        self._max_keys = max_keys
+        self._clock = clock
+
+    @property
+    def enabled(self) -> bool:
+        return self._burst > 0
+
+    def __len__(self) -> int:
+        return len(self._buckets)
+
+    def wait(self, key: Hashable) -> float:
+        """Spend one token of ``key``: 0.0 if there was one, else the seconds
+        until there will be (nothing is spent then)."""
+        if not self._burst:
+            return 0.0
+        now = self._clock()
+        buckets = self._buckets
+        bucket = buckets.get(key)
+        if bucket is None:
+            self._evict(now)
+            buckets[key] = [self._burst - 1.0, now]
+            return 0.0
+        buckets.move_to_end(key)
+        tokens = min(self._burst, bucket[0] + (now - bucket[1]) * self._per_second)
+        bucket[1] = now
+        if tokens >= 1.0:
+            bucket[0] = tokens - 1.0
+            return 0.0
+        bucket[0] = tokens
+        return (1.0 - tokens) / self._per_second
+
+    def check(self, key: Hashable) -> None:
+        """Spend a token or raise ``TooManyRequests`` with ``RetryAfter`` (whole seconds)."""
+        wait = self.wait(key)
+        if wait:
+            retry = max(1, math.ceil(wait))
+            raise TooManyRequests(f"too many {self.what}, try again in {retry} s", RetryAfter=retry)
+
+    def _evict(self, now: float) -> None:
+        """Before adding a key: drop up to two of the oldest keys that are full
+        again (forgetting them changes nothing), so the table shrinks back to
+        the keys in use; at the bound, drop the oldest whatever its state."""
+        buckets = self._buckets
+        for _ in range(2):
+            if not buckets:
+                return
+            oldest_key, oldest = next(iter(buckets.items()))
+            if now - oldest[1] >= self._full_after or len(buckets) >= self._max_keys:
+                del buckets[oldest_key]
+            else:
+                return
+
+
+class Limits:
+    """Every rate limit of one server process, built from the configuration."""
+
+    __slots__ = ("auth_account", "auth_ip", "registration_account", "registration_ip",
+                 "email_account", "email_ip", "send_message", "media")
+
+    def __init__(self, config) -> None:  # server.config.Config (not imported: config imports this module)
+        self.auth_account = RateLimiter(config.rate_auth_account, "login attempts for this account")
+        self.auth_ip = RateLimiter(config.rate_auth_ip, "login attempts from this address")
+        self.registration_account = RateLimiter(config.rate_registration_account,
+                                                "registration attempts for this email")
+        self.registration_ip = RateLimiter(config.rate_registration_ip, "registrations from this address")
+        self.email_account = RateLimiter(config.rate_email_account, "email requests for this account")
+        self.email_ip = RateLimiter(config.rate_email_ip, "email requests from this address")
+        self.send_message = RateLimiter(config.rate_send_message, "messages from this session")
+        self.media = RateLimiter(config.rate_media, "uploads from this session")
+
+
+def peer_ip(peer: str) -> str:
+    """The address part of a ``host:port`` peer name (IPv6 keeps its colons)."""
+    host, sep, _port = peer.rpartition(":")
+    return host if sep else peer

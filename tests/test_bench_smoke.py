@@ -1,0 +1,44 @@
+"""The load harness (bench/load.py) still runs end to end: a tiny ``send`` and
+``fanout`` against its own server, each must report throughput, no errors and
+every push it expected.  Figures are not checked: this machine's are in
+docs/performance.md."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def load(tmp_path: Path, *args: str) -> dict:
+    out = tmp_path / "report.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.load", *args, "--json", str(out)],
+        cwd=ROOT, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(out.read_text())
+
+
+def test_send_scenario_reports_throughput_and_pushes(tmp_path: Path) -> None:
+    report = load(tmp_path, "send", "--duration", "2", "--users", "20", "--connections", "10")
+    assert report["throughput_per_s"] > 0
+    assert report["errors"] == 0
+    assert report["requests"]["SendMessage"]["errors"] == {}
+    assert report["requests"]["SendMessage"]["latency_ms"]["p99"] > 0
+    assert report["server"]["cpu_s"] > 0 and report["server"]["rss_kib_after"] > 0
+    assert report["pushes"]["expected"] > 0
+    assert report["pushes"]["received"] == report["pushes"]["expected"]
+
+
+def test_fanout_scenario_times_every_member(tmp_path: Path) -> None:
+    report = load(tmp_path, "fanout", "--duration", "2", "--dialog-size", "10")
+    assert report["throughput_per_s"] > 0
+    assert report["errors"] == 0
+    delivered = report["requests"]["push (each member)"]
+    assert delivered["ok"] == report["requests"]["SendMessage"]["ok"] * 9
+    assert report["requests"]["push (all members)"]["latency_ms"]["p99"] > 0
+    assert report["pushes"]["received"] == report["pushes"]["expected"]

@@ -1,0 +1,125 @@
+"""Settings: flag > SESSIA_* environment > --config file > default; unknown or
+mistyped file keys stop the start; the effective settings are logged, redacted."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import pytest
+
+from server.config import Config, parse_args
+
+from .support import ServerProcess
+
+
+@pytest.fixture(autouse=True)
+def no_sessia_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in list(os.environ):
+        if name.startswith("SESSIA_"):
+            monkeypatch.delenv(name)
+
+
+def toml(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "sessia.toml"
+    path.write_text(text)
+    return path
+
+
+def test_precedence_flag_over_environment_over_file_over_default(tmp_path: Path, monkeypatch) -> None:
+    path = toml(tmp_path, "port = 1001\nidle-timeout = 11\nmax_inflight = 7\nlog-level = 'DEBUG'\n")
+    monkeypatch.setenv("SESSIA_PORT", "2002")
+    monkeypatch.setenv("SESSIA_IDLE_TIMEOUT", "22")
+    config = parse_args(["--config", str(path), "--port", "3003"])
+    assert config.port == 3003  # flag
+    assert config.idle_timeout == 22.0  # environment over file
+    assert config.max_inflight == 7  # file over default
+    assert config.log_level == "DEBUG"
+    assert config.read_timeout == Config().read_timeout  # default
+    assert config.config_file == path
+
+
+def test_config_file_from_environment(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("SESSIA_CONFIG", str(toml(tmp_path, "max-frame-size = 4096\n")))
+    assert parse_args([]).max_frame_size == 4096
+
+
+def test_file_values_take_the_flags_types(tmp_path: Path) -> None:
+    path = toml(
+        tmp_path,
+        "allow-any-client = true\nno_durable = true\nclients = 'known.toml'\nidle_timeout = 5\n"
+        "smtp-url = 'smtp://127.0.0.1:2525'\nmetrics-port = 9100\nclient-refresh-interval = 0.5\n",
+    )
+    config = parse_args(["--config", str(path)])
+    assert config.allow_any_client is True
+    assert config.durable is False
+    assert config.clients == Path("known.toml")
+    assert config.idle_timeout == 5.0 and isinstance(config.idle_timeout, float)
+    assert config.smtp_url == "smtp://127.0.0.1:2525"
+    assert config.metrics_port == 9100
+    assert config.client_refresh_interval == 0.5
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("prot = 1\n", "unknown setting 'prot'"),
+        ("config = 'other.toml'\n", "unknown setting 'config'"),
+        ("port = 'eighty'\n", "port: expected an integer"),
+        ("port = 80.5\n", "port: expected an integer"),
+        ("idle-timeout = 'soon'\n", "idle-timeout: expected a number"),
+        ("allow-any-client = 1\n", "allow-any-client: expected true or false"),
+        ("max-inflight = true\n", "max-inflight: expected a value, not true/false"),
+        ("log-level = 'LOUD'\n", "log-level: expected one of DEBUG, INFO, WARNING, ERROR"),
+        ("smtp-url = 'http://x'\n", "smtp-url: expected smtp://host[:port]"),
+        ("host = 127\n", "host: expected a string"),
+        ("port = \n", "not valid TOML"),
+    ],
+)
+def test_bad_file_is_a_usage_error(tmp_path: Path, text: str, message: str, capsys) -> None:
+    path = toml(tmp_path, text)
+    with pytest.raises(SystemExit) as exit_info:
+        parse_args(["--config", str(path)])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert f"error: config file {path}: " in err
+    assert message in err
+
+
+def test_missing_file_is_a_usage_error(tmp_path: Path, capsys) -> None:
+    with pytest.raises(SystemExit):
+        parse_args(["--config", str(tmp_path / "absent.toml")])
+    assert "absent.toml: No such file or directory" in capsys.readouterr().err
+
+
+def test_redacted_hides_secrets() -> None:
+    config = Config(
+        database_url="postgresql://sessia:s3cret@db:5432/sessia",
+        smtp_url="smtp://mailer:pw@mail:25",
+        smtp_password="hunter2",
+        broker="nats://user:natspw@nats:4222",
+    )
+    shown = config.redacted()
+    assert "s3cret" not in str(shown) and "hunter2" not in str(shown)
+    assert "natspw" not in str(shown) and ":pw@" not in str(shown)
+    assert shown["database_url"] == "postgresql://sessia:***@db:5432/sessia"
+    assert shown["smtp_password"] == "***"
+
+
+def test_server_logs_effective_settings_from_file(start_server, tmp_path: Path) -> None:
+    path = toml(tmp_path, "idle-timeout = 77\nsmtp-password = 'hunter2'\nmax_inflight = 9\n")
+    server: ServerProcess = start_server("--config", str(path))
+    line = next(line for line in server.log if "configuration: " in line)
+    assert "'idle_timeout': 77.0" in line
+    assert "'max_inflight': 9" in line
+    assert "'smtp_password': '***'" in line
+    assert "hunter2" not in "\n".join(server.log)
+    assert any(f"settings read from {path}" in line for line in server.log)
+
+
+def test_server_refuses_to_start_on_unknown_key(start_server, tmp_path: Path) -> None:
+    path = toml(tmp_path, "max-frame-sise = 1\n")
+    with pytest.raises(RuntimeError) as exc_info:
+        start_server("--config", str(path))
+    assert re.search(rf"error: config file {re.escape(str(path))}: unknown setting 'max-frame-sise'", str(exc_info.value))
