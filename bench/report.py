@@ -197,7 +197,7 @@ def render(report: dict[str, Any]) -> str:
     lines.append(
         f"scenario {report['scenario']}: {p['users']} users on {p['connections']} connections,"
         f" inflight {p['inflight']}, {report['seconds']:.1f} s measured, codec {p['codec']},"
-        f" durable {p['durable']}"
+        f" durable {p['durable'] if p['durable'] is not None else '(target server)'}"
     )
     for name, rec in report["requests"].items():
         lat = rec["latency_ms"]

@@ -66,3 +66,24 @@ def decode_body(codec: int, data: bytes | memoryview) -> dict[str, Any]:
     if not all(type(key) is str for key in body):
         raise BadRequest("body: field names must be strings")
     return body
+
+
+def map_items(codec: Codec, body: dict[str, Any]) -> bytes:
+    """``body`` encoded without its map header, so that the same items can be
+    sent many times behind different leading fields (see ``prefixed_map``):
+    a pushed event is encoded once for all its recipients."""
+    data = encode_body(codec, body)
+    if codec == Codec.JSON:
+        return data[1:-1]
+    n = len(body)
+    return data[1:] if n <= 15 else data[3:] if n <= 0xFFFF else data[5:]
+
+
+def prefixed_map(codec: Codec, head: dict[str, Any], count: int, items: bytes) -> bytes:
+    """A map of ``head``'s fields followed by ``count`` pre-encoded ``items``."""
+    if codec == Codec.JSON:
+        first = orjson.dumps(head)
+        return first[:-1] + (b"," + items if items else b"") + b"}"
+    n = len(head) + count
+    header = bytes((0x80 | n,)) if n <= 15 else b"\xde" + n.to_bytes(2, "big")
+    return header + b"".join(_packer.pack(k) + _packer.pack(v) for k, v in head.items()) + items

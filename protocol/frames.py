@@ -21,6 +21,7 @@ caller which Status to answer and whether the connection can go on.
 
 from __future__ import annotations
 
+import functools
 import struct
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -48,6 +49,7 @@ class FrameKind(IntEnum):
 
 
 NAMED_KINDS = frozenset((FrameKind.REQUEST, FrameKind.PUSH))
+_KINDS = {int(k): k for k in FrameKind}
 _CODECS = frozenset(int(c) for c in Codec)
 
 
@@ -82,6 +84,7 @@ class FrameError:
 Event = Frame | FrameError
 
 
+@functools.lru_cache(maxsize=1024)
 def _valid_name(raw: bytes) -> bool:
     return 0 < len(raw) <= MAX_NAME_LENGTH and all(
         48 <= b <= 57 or 65 <= b <= 90 or 97 <= b <= 122 or b in (45, 46, 95) for b in raw
@@ -201,7 +204,7 @@ class Decoder:
                 continue
             if end < frame_end:
                 break
-            events.append(Frame(FrameKind(kind), codec, request_id, name, bytes(buf[name_end:frame_end])))
+            events.append(Frame(_KINDS[kind], codec, request_id, name, bytes(buf[name_end:frame_end])))
             pos = frame_end
         if pos:
             del buf[:pos]

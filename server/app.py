@@ -245,7 +245,10 @@ def start_metrics(app: App) -> MetricsServer | None:
     config = app.config
     if config.metrics_port is None:
         return None
-    metrics = MetricsServer(app, config.metrics_host, config.metrics_port)
+    try:
+        metrics = MetricsServer(app, config.metrics_host, config.metrics_port)
+    except OSError as exc:
+        raise OSError(f"metrics listener on {config.metrics_host}:{config.metrics_port}: {exc.strerror or exc}") from None
     print(f"metrics on http://{metrics.host}:{metrics.port}/metrics", file=sys.stderr, flush=True)
     return metrics
 

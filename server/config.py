@@ -149,7 +149,7 @@ def build_parser(*, add_help: bool = True) -> argparse.ArgumentParser:
                    help="PEM certificate chain: serve TLS (without it, passwords and tokens travel in clear)")
     p.add_argument("--tls-key", type=Path, default=_env("tls-key"), help="PEM private key of --tls-cert")
     p.add_argument("--log-level", default=_env("log-level") or d.log_level,
-                   choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+                   choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="log threshold (default %(default)s)")
     p.add_argument("--max-frame-size", type=int, default=int(_env("max-frame-size") or d.max_frame_size),
                    help="largest frame payload in bytes for every request but Media")
     p.add_argument("--max-media-size", type=int, default=int(_env("max-media-size") or d.max_media_size),
@@ -169,16 +169,19 @@ def build_parser(*, add_help: bool = True) -> argparse.ArgumentParser:
                    default=float(_env("shutdown-timeout") or d.shutdown_timeout),
                    help="seconds in-flight requests get to finish at shutdown (default %(default)s)")
     p.add_argument("--min-password-length", type=int,
-                   default=int(_env("min-password-length") or d.min_password_length))
-    p.add_argument("--argon2-time-cost", type=int, default=int(_env("argon2-time-cost") or d.argon2_time_cost))
-    p.add_argument("--argon2-memory-kib", type=int, default=int(_env("argon2-memory-kib") or d.argon2_memory_kib))
+                   default=int(_env("min-password-length") or d.min_password_length),
+                   help="shortest password accepted at registration and change (default %(default)s)")
+    p.add_argument("--argon2-time-cost", type=int, default=int(_env("argon2-time-cost") or d.argon2_time_cost),
+                   help="argon2id passes per password hash (default %(default)s)")
+    p.add_argument("--argon2-memory-kib", type=int, default=int(_env("argon2-memory-kib") or d.argon2_memory_kib),
+                   help="argon2id memory per password hash in KiB (default %(default)s)")
     p.add_argument("--no-durable", dest="durable", action="store_false", default=not _bool_env("no-durable"),
                    help="tests only: run the embedded PostgreSQL without fsync")
     p.add_argument("--smtp-url", type=_smtp_url, default=_env("smtp-url"),
                    help="smtp://host:port (or smtps://) for outgoing mail; without it mail goes to DATA_DIR/outbox")
     p.add_argument("--smtp-starttls", action="store_true", default=_bool_env("smtp-starttls"),
                    help="upgrade the SMTP connection with STARTTLS")
-    p.add_argument("--smtp-username", default=_env("smtp-username"))
+    p.add_argument("--smtp-username", default=_env("smtp-username"), help="SMTP login, if the server wants one")
     p.add_argument("--smtp-password", default=_env("smtp-password"),
                    help="prefer the SESSIA_SMTP_PASSWORD environment variable: flags show in ps")
     p.add_argument("--smtp-timeout", type=float, default=float(_env("smtp-timeout") or d.smtp_timeout),

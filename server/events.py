@@ -20,9 +20,9 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from protocol.codecs import Codec
+from protocol.codecs import Codec, map_items, prefixed_map
 from protocol.events import PUSH_EVENT, PUSH_RESYNC, PUSH_TYPING
-from protocol.frames import encode_push
+from protocol.frames import FrameKind, encode_named, encode_push
 from storage import events as event_store
 from storage.db import Database
 
@@ -37,6 +37,8 @@ EVENT = PUSH_EVENT
 RESYNC = PUSH_RESYNC
 TYPING = PUSH_TYPING
 CATCH_UP_PAGE = 500
+REORDER_WAIT = 0.05  # seconds an early event waits for the ones before it
+MAX_EARLY = 64
 
 
 @dataclass(eq=False, slots=True)
@@ -48,10 +50,29 @@ class Subscription:
     catching_up: bool = False
     again: bool = False
     dropped: bool = False
+    early: dict[int, bytes] | None = None  # seq -> frame that arrived before its turn
 
 
 def event_body(row: event_store.EventRow) -> dict[str, Any]:
     return {"Seq": row.seq, "Kind": row.kind, **row.payload}
+
+
+class _Encoded:
+    """Frames of one delivery, encoding each payload once per codec: a message
+    to a large dialog differs between recipients only by ``Seq``."""
+
+    __slots__ = ("_items",)
+
+    def __init__(self) -> None:
+        self._items: dict[tuple[int, int], bytes] = {}
+
+    def frame(self, row: event_store.EventRow, codec: int) -> bytes:
+        key = (id(row.payload), codec)
+        items = self._items.get(key)
+        if items is None:
+            items = self._items[key] = map_items(Codec(codec), row.payload)
+        body = prefixed_map(Codec(codec), {"Seq": row.seq, "Kind": row.kind}, len(row.payload), items)
+        return encode_named(FrameKind.PUSH, 0, EVENT, body, codec)
 
 
 class EventHub:
@@ -107,9 +128,12 @@ class EventHub:
         """Events this node has just committed: push them here, signal the others."""
         if not rows:
             return
+        encoded = _Encoded()
         for row in rows:
-            for sub in list(self._by_user.get(row.user_id, ())):
-                self._push(sub, row)
+            subs = self._by_user.get(row.user_id)
+            if subs:
+                for sub in list(subs):
+                    self._push(sub, row, encoded)
         self._signals.extend(f"{row.user_id}:{row.seq}" for row in rows)
         if not self._flush_scheduled:
             self._flush_scheduled = True
@@ -143,16 +167,40 @@ class EventHub:
         for sub in list(self._by_conn.values()):
             self._start_catch_up(sub)
 
-    def _push(self, sub: Subscription, row: event_store.EventRow) -> None:
+    def _push(self, sub: Subscription, row: event_store.EventRow, encoded: _Encoded) -> None:
         if sub.dropped or row.seq <= sub.after:
             return
-        if sub.catching_up or row.seq != sub.after + 1:
-            # Not its turn: the log has it (it committed), read from there.
+        if sub.catching_up:
             self._start_catch_up(sub)
             return
-        self._send(sub, row)
+        if row.seq != sub.after + 1:
+            # Not its turn: a concurrent commit for the same user is being
+            # delivered a moment later.  Hold this one briefly; if the gap is
+            # still there, read the log (which has both: they committed).
+            if sub.early is None:
+                sub.early = {}
+                asyncio.get_running_loop().call_later(REORDER_WAIT, self._gap_check, sub)
+            if len(sub.early) < MAX_EARLY:
+                sub.early[row.seq] = encoded.frame(row, sub.codec)
+            else:
+                self._start_catch_up(sub)
+            return
+        if self._send_frame(sub, row.seq, encoded.frame(row, sub.codec)):
+            self._flush_early(sub)
 
-    def _send(self, sub: Subscription, row: event_store.EventRow) -> bool:
+    def _flush_early(self, sub: Subscription) -> None:
+        early = sub.early
+        while early:
+            frame = early.pop(sub.after + 1, None)
+            if frame is None or not self._send_frame(sub, sub.after + 1, frame):
+                break
+
+    def _gap_check(self, sub: Subscription) -> None:
+        early, sub.early = sub.early, None
+        if early and not sub.dropped and max(early) > sub.after:
+            self._start_catch_up(sub)
+
+    def _send_frame(self, sub: Subscription, seq: int, frame: bytes) -> bool:
         conn = sub.conn
         transport = conn.transport
         if transport is None or transport.is_closing():
@@ -163,10 +211,13 @@ class EventHub:
             conn.send(encode_push(RESYNC, {"LastSeq": sub.after}, sub.codec))
             self.unsubscribe(conn)
             return False
-        conn.send(encode_push(EVENT, event_body(row), sub.codec))
-        sub.after = row.seq
+        conn.send(frame)
+        sub.after = seq
         self.pushed += 1
         return True
+
+    def _send(self, sub: Subscription, row: event_store.EventRow) -> bool:
+        return self._send_frame(sub, row.seq, encode_push(EVENT, event_body(row), sub.codec))
 
     def _start_catch_up(self, sub: Subscription) -> None:
         if sub.dropped:

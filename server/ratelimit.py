@@ -2,16 +2,16 @@
 
 A limit is written ``COUNT/SECONDS`` (``--rate-auth-account 10/300``): a key may
 spend ``COUNT`` requests at once (the burst), and gets them back at
-``COUNT / SECONDS`` per second.  ``0/...`` turns the limit off.
+``COUNT / SECONDS`` per second.  ``0`` turns the limit off.
 
 A check is one ordered-dict lookup, a little arithmetic and a move to the end:
 O(1), no allocation for a known key, cheap enough for ``SendMessage``.  Memory
 is bounded two ways: a key idle long enough for its bucket to be full again is
-indistinguishable from a new key, so up to two such keys (the oldest) are
-dropped whenever a key is added (amortised sweep); and past ``max_keys`` the least recently used key is
-dropped whatever its state, so a flood of new keys (addresses, emails) costs
-bounded memory.  Limits are per server process: with several nodes each
-enforces its own.
+indistinguishable from a new key, so whenever a key is added up to two such
+keys (the oldest) are dropped, and the table shrinks back to the keys in use;
+and past ``max_keys`` the least recently used key is dropped whatever its
+state, so a flood of new keys (addresses, emails) costs bounded memory.
+Limits are per server process: with several nodes each enforces its own.
 """
 
 from __future__ import annotations
@@ -21,9 +21,12 @@ import math
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from protocol.status import TooManyRequests
+
+if TYPE_CHECKING:
+    from .config import Config
 
 #: Keys one limiter remembers at most (one entry is ~150 bytes: a few MiB each).
 MAX_KEYS = 50_000
@@ -136,7 +139,7 @@ class Limits:
     __slots__ = ("auth_account", "auth_ip", "registration_account", "registration_ip",
                  "email_account", "email_ip", "send_message", "media")
 
-    def __init__(self, config) -> None:  # server.config.Config (not imported: config imports this module)
+    def __init__(self, config: Config) -> None:
         self.auth_account = RateLimiter(config.rate_auth_account, "login attempts for this account")
         self.auth_ip = RateLimiter(config.rate_auth_ip, "login attempts from this address")
         self.registration_account = RateLimiter(config.rate_registration_account,

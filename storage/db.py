@@ -42,6 +42,15 @@ def unavailable_on_connection_loss(name: str):
         raise Unavailable("storage unavailable, try again shortly") from None
 
 
+async def _reset(conn: asyncpg.Connection) -> None:
+    """What a connection needs before it goes back to the pool.  asyncpg's
+    default reset runs ``RESET ALL; UNLISTEN *; CLOSE ALL...``, a round trip
+    per request; pooled connections here never LISTEN, SET or DECLARE, so only
+    an abandoned transaction needs undoing."""
+    if conn.is_in_transaction():
+        await conn.execute("ROLLBACK")
+
+
 class Database:
     """A pool plus the conveniences every storage module uses."""
 
@@ -71,6 +80,7 @@ class Database:
             max_size=max_size,
             command_timeout=30,
             max_inactive_connection_lifetime=300,
+            reset=_reset,
         )
         return cls(pool)
 

@@ -265,8 +265,8 @@ _ITEM_COLUMNS = (
     " dm.last_read_message_id, coalesce(d.last_message_at, d.created_at) AS activity"
 )
 #: Unread = others' live messages after my read mark, counted for the page's
-#: dialogs only and capped (a client shows "999+" rather than waiting).
-MAX_UNREAD = 999
+#: dialogs only and capped (a client shows "99+" rather than waiting).
+MAX_UNREAD = 99
 
 
 def _with_unread(inner: str) -> str:

@@ -8,6 +8,8 @@ import io
 import json
 import os
 import re
+import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -20,7 +22,7 @@ from server import admin
 from storage.embedded import EmbeddedPostgres
 
 from .conftest import unique
-from .support import ROOT, ServerProcess
+from .support import ROOT, ServerProcess, free_port
 
 PASSWORD = "admin-chosen password"
 
@@ -257,6 +259,47 @@ async def test_clients_reloaded_within_refresh_interval(lone_server: ServerProce
 
     _, took = await eventually(register, timeout=3)
     assert took < 3
+
+
+@pytest.fixture(scope="module")
+def nats_url():
+    binary = shutil.which("nats-server") or str(Path(sys.executable).parent / "nats-server")
+    port = free_port()
+    proc = subprocess.Popen([binary, "-a", "127.0.0.1", "-p", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+    yield f"nats://127.0.0.1:{port}"
+    proc.terminate()
+    proc.wait(10)
+
+
+async def test_signals_over_nats(start_server, nats_url: str, connect) -> None:
+    target = start_server("--broker", nats_url)
+    url = db_url(target)
+    name, hashcert = unique("app-"), unique("cert")
+    newcomer = await connect(target=target, client=build(name, hashcert))
+    added = await admin_async("--database-url", url, "--broker", nats_url, "clients", "add", name, hashcert)
+    assert added.returncode == 0, added.stderr
+    login = unique()
+
+    async def register():
+        return await newcomer.register(login, f"{login}@example.org", PASSWORD)
+
+    _, took = await eventually(register, timeout=5)
+    assert took < 5  # not the 30 s reload: the signal
+    revoked = await admin_async("--database-url", url, "--broker", nats_url, "revoke-sessions", login)
+    assert revoked.returncode == 0, revoked.stderr
+    again = await same_device(connect, newcomer, target=target, client=build(name, hashcert))
+    with pytest.raises(Unauthorized, match="invalid or revoked token"):
+        await again.login_with_token(newcomer.token)
 
 
 # -- schema, stats, settings -----------------------------------------------------------------

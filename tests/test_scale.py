@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import statistics
 import time
+from datetime import UTC, datetime
 
 import asyncpg
 import pytest
@@ -123,7 +124,8 @@ async def test_hot_queries_use_indexes_at_scale(scale_server, connect, capsys):
             "tombstones": (message_sql.DELETED_NEWEST_SQL, big_id, 50, 0),
             "tombstones since": (message_sql.DELETED_SINCE_SQL, big_id, 50, 0, since),
             "dialog media": (message_sql.DIALOG_MEDIA_SQL, big_id, uid, 50, 0),
-            "send": (message_sql.ADD_SQL, big_key, uid, "k" * 32, "hello", [], []),
+            "send": (message_sql.ADD_SQL, big_key, uid, "k" * 32, "hello", [], [], datetime.now(UTC), "{}", [],
+                     None, False),
             "edit": (message_sql.EDIT_SQL, big_key, uid, some_key, "edited"),
             "delete": (message_sql.DELETE_SQL, big_key, uid, some_key),
             "hide": (message_sql.HIDE_SQL, big_key, uid, some_key),
