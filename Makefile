@@ -18,6 +18,7 @@ help:
 	@echo "make test   run the test suite"
 	@echo "make lint   ruff"
 	@echo "make bench  microbenchmarks"
+	@echo "make load   end-to-end load test: SCENARIO=send|history|search|login|fanout|idle LOAD_ARGS=..."
 	@echo "make fuzz   random hostile bodies against a real server for FUZZ_SECONDS (default $(FUZZ_SECONDS))"
 
 $(STAMP): pyproject.toml
@@ -27,15 +28,15 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 run: $(STAMP)
-	@echo "WARNING: no TLS: passwords and tokens cross the network in clear. Use only on loopback or a trusted network."
+	@echo "WARNING: no TLS: passwords and tokens cross the network in clear. Use only on loopback or a trusted network (see docs/security.md for --tls-cert/--tls-key)."
 	$(PY) -m server --host $(HOST) --port $(PORT) --data-dir $(DATA) --allow-any-client
 
 test: $(STAMP)
-	$(PY) -m ruff check protocol server storage client_sdk bench tests
+	$(PY) -m ruff check protocol server storage client_sdk bench tests examples
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 lint: $(STAMP)
-	$(PY) -m ruff check protocol server storage client_sdk bench tests
+	$(PY) -m ruff check protocol server storage client_sdk bench tests examples
 
 fuzz: $(STAMP)
 	SESSIA_FUZZ_SECONDS=$(FUZZ_SECONDS) $(PY) -m pytest -q -p no:cacheprovider tests/test_fuzz.py
