@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import os
 import secrets
 import time
@@ -162,3 +163,8 @@ def write_atomically(directory: Path, data: bytes) -> Path:
         temp.unlink(missing_ok=True)
         raise
     return final
+
+
+def code_lifetime(ttl: float) -> str:
+    """How long a mailed code stays valid, as the mail says it."""
+    return f"{math.ceil(ttl / 60)} minutes" if ttl >= 120 else f"{math.ceil(ttl)} second(s)"

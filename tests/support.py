@@ -150,3 +150,18 @@ def start_smtp() -> tuple[Controller, MailBox, int]:
     controller = Controller(box, hostname="127.0.0.1", port=port)
     controller.start()
     return controller, box, port
+
+
+async def refused(code: int, coro, match: str | None = None):
+    """Await ``coro`` and require it to fail with exactly ``code`` (and a
+    message matching ``match``); returns the error."""
+    import pytest
+
+    from client_sdk import SessiaError
+
+    with pytest.raises(SessiaError) as info:
+        await coro
+    assert info.value.code == code, info.value
+    if match is not None:
+        assert re.search(match, info.value.message), info.value.message
+    return info.value

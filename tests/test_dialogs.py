@@ -8,19 +8,13 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from client_sdk import BadRequest, Forbidden, NotFound, SessiaError, Unprocessable
+from client_sdk import BadRequest, Forbidden, NotFound, Unprocessable
+
+from .support import refused
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
 
-async def refused(code: int, coro, match: str | None = None) -> SessiaError:
-    """Await ``coro`` and require it to fail with exactly ``code``."""
-    with pytest.raises(SessiaError) as info:
-        await coro
-    assert info.value.code == code, info.value
-    if match is not None:
-        assert re.search(match, info.value.message), info.value.message
-    return info.value
 
 
 async def raw(client, name: str, body: dict) -> dict:

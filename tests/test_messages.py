@@ -9,20 +9,12 @@ import re
 
 import pytest
 
-from client_sdk import SessiaError
+from .support import refused
 
 PNG = b"\x89PNG\r\n\x1a\n"
 DATE_RE = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z"
 
 
-async def refused(code: int, coro, match: str | None = None) -> SessiaError:
-    """Await ``coro`` and require it to fail with exactly ``code`` (and message)."""
-    with pytest.raises(SessiaError) as info:
-        await coro
-    assert info.value.code == code, info.value
-    if match is not None:
-        assert re.search(match, info.value.message), info.value.message
-    return info.value
 
 
 def send_body(operation: str, dialog: str, **info) -> dict:

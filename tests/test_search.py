@@ -3,21 +3,11 @@ members only, never hidden or deleted messages."""
 
 from __future__ import annotations
 
-import re
 import uuid
 
 import pytest
 
-from client_sdk import SessiaError
-
-
-async def refused(code: int, coro, match: str | None = None) -> SessiaError:
-    with pytest.raises(SessiaError) as info:
-        await coro
-    assert info.value.code == code, info.value
-    if match is not None:
-        assert re.search(match, info.value.message), info.value.message
-    return info.value
+from .support import refused
 
 
 def word() -> str:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any
 
@@ -30,6 +29,7 @@ from storage import email_codes, users
 from storage import sessions as session_store
 
 from ..dispatch import Call, route
+from ..mail import code_lifetime
 from ..sessions import Session
 
 if TYPE_CHECKING:
@@ -148,7 +148,7 @@ async def mail_reset_code(app: App, email: str) -> None:
 
 def reset_mail_text(code: str, ttl: float) -> str:
     """The code alone on its line, and no other six-digit number anywhere."""
-    lifetime = f"{math.ceil(ttl / 60)} minutes" if ttl >= 120 else f"{math.ceil(ttl)} second(s)"
+    lifetime = code_lifetime(ttl)
     return (
         "Your password reset code:\n"
         "\n"

@@ -8,7 +8,6 @@ back: ``Email`` with ``email`` and ``ChangeUser`` with ``email`` both go through
 
 from __future__ import annotations
 
-import math
 from typing import TYPE_CHECKING, Any
 
 from protocol.requests import CHANGE_USER, EMAIL, GET_USER
@@ -27,6 +26,7 @@ from protocol.status import (
 from storage import email_codes, media, users
 
 from ..dispatch import Call, route
+from ..mail import code_lifetime
 
 if TYPE_CHECKING:
     import asyncpg
@@ -171,7 +171,7 @@ async def send_code(call: Call, me: users.User, email: str) -> int:
 
 def mail_text(code: str, ttl: float) -> str:
     """The code alone on its line, and no other six-digit number anywhere."""
-    lifetime = f"{math.ceil(ttl / 60)} minutes" if ttl >= 120 else f"{math.ceil(ttl)} second(s)"
+    lifetime = code_lifetime(ttl)
     return (
         "Your confirmation code:\n"
         "\n"
