@@ -125,9 +125,16 @@ class EventHub:
     # -- delivery --------------------------------------------------------------------
 
     def deliver(self, rows: list[event_store.EventRow]) -> None:
-        """Events this node has just committed: push them here, signal the others."""
-        if not rows:
-            return
+        """Events this node has just committed: push them here, signal the others.
+
+        The fan-out runs as the next callback of the loop, so the request that
+        caused the events gets its answer written first and a large dialog's
+        fan-out does not delay it (callbacks run in order: deliveries stay in
+        commit order)."""
+        if rows:
+            asyncio.get_running_loop().call_soon(self._deliver_now, rows)
+
+    def _deliver_now(self, rows: list[event_store.EventRow]) -> None:
         encoded = _Encoded()
         for row in rows:
             subs = self._by_user.get(row.user_id)
