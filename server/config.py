@@ -119,9 +119,23 @@ def _env(name: str) -> str | None:
     return os.environ.get("SESSIA_" + name.upper().replace("-", "_"))
 
 
-def _bool_env(name: str) -> bool:
-    value = _env(name)
-    return value is not None and value.strip().lower() in ("1", "true", "yes", "on")
+_TRUE = ("1", "true", "yes", "on")
+
+
+def apply_environment(parser: argparse.ArgumentParser) -> None:
+    """``SESSIA_<FLAG>`` becomes the flag's default (flag > environment > file >
+    default).  Values stay strings, so argparse converts and checks them with
+    the flag's own type when it parses: a bad value is a usage error naming
+    the flag, like a bad flag value."""
+    for action in parser._actions:
+        for opt in action.option_strings:
+            value = _env(opt[2:]) if opt.startswith("--") and action.dest not in ("help", "config_file") else None
+            if value is None:
+                continue
+            if action.nargs == 0:  # a switch: SESSIA_ALLOW_ANY_CLIENT=1
+                action.default = action.const if value.strip().lower() in _TRUE else not action.const
+            else:
+                action.default = value
 
 
 def build_parser(*, add_help: bool = True) -> argparse.ArgumentParser:
@@ -135,107 +149,108 @@ def build_parser(*, add_help: bool = True) -> argparse.ArgumentParser:
     )
     p.add_argument("--config", dest="config_file", type=Path, default=_env("config"),
                    help="TOML file of settings: keys are flag names (see docs/operations.md)")
-    p.add_argument("--host", default=_env("host") or d.host, help="address to listen on (default %(default)s)")
-    p.add_argument("--port", type=int, default=int(_env("port") or d.port), help="TCP port; 0 picks a free one")
-    p.add_argument("--data-dir", type=Path, default=Path(_env("data-dir") or d.data_dir),
+    p.add_argument("--host", default=d.host, help="address to listen on (default %(default)s)")
+    p.add_argument("--port", type=int, default=d.port, help="TCP port; 0 picks a free one")
+    p.add_argument("--data-dir", type=Path, default=d.data_dir,
                    help="directory for media, outbox and the embedded PostgreSQL (default %(default)s)")
-    p.add_argument("--database-url", default=_env("database-url"),
+    p.add_argument("--database-url", default=None,
                    help="external PostgreSQL URL; without it an embedded PostgreSQL runs under --data-dir")
-    p.add_argument("--allow-any-client", action="store_true", default=_bool_env("allow-any-client"),
+    p.add_argument("--allow-any-client", action="store_true", default=False,
                    help="development only: accept client builds that are not registered")
-    p.add_argument("--clients", type=Path, default=_env("clients"),
+    p.add_argument("--clients", type=Path, default=None,
                    help="TOML file of known client builds, registered at start")
-    p.add_argument("--tls-cert", type=Path, default=_env("tls-cert"),
+    p.add_argument("--tls-cert", type=Path, default=None,
                    help="PEM certificate chain: serve TLS (without it, passwords and tokens travel in clear)")
-    p.add_argument("--tls-key", type=Path, default=_env("tls-key"), help="PEM private key of --tls-cert")
-    p.add_argument("--log-level", default=_env("log-level") or d.log_level,
+    p.add_argument("--tls-key", type=Path, default=None, help="PEM private key of --tls-cert")
+    p.add_argument("--log-level", default=d.log_level,
                    choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="log threshold (default %(default)s)")
-    p.add_argument("--max-frame-size", type=int, default=int(_env("max-frame-size") or d.max_frame_size),
+    p.add_argument("--max-frame-size", type=int, default=d.max_frame_size,
                    help="largest frame payload in bytes for every request but Media")
-    p.add_argument("--max-media-size", type=int, default=int(_env("max-media-size") or d.max_media_size),
+    p.add_argument("--max-media-size", type=int, default=d.max_media_size,
                    help="largest uploaded file in bytes")
-    p.add_argument("--max-inflight", type=int, default=int(_env("max-inflight") or d.max_inflight),
+    p.add_argument("--max-inflight", type=int, default=d.max_inflight,
                    help="requests one connection may have in progress before the server stops reading it")
-    p.add_argument("--idle-timeout", type=float, default=float(_env("idle-timeout") or d.idle_timeout),
+    p.add_argument("--idle-timeout", type=float, default=d.idle_timeout,
                    help="seconds without a frame before a connection is closed")
-    p.add_argument("--read-timeout", type=float, default=float(_env("read-timeout") or d.read_timeout),
+    p.add_argument("--read-timeout", type=float, default=d.read_timeout,
                    help="seconds a started frame may take to arrive completely")
-    p.add_argument("--db-pool-size", type=int, default=int(_env("db-pool-size") or d.db_pool_size),
+    p.add_argument("--db-pool-size", type=int, default=d.db_pool_size,
                    help="most PostgreSQL connections this process opens (default %(default)s)")
     p.add_argument("--session-cache-size", type=int,
-                   default=int(_env("session-cache-size") or d.session_cache_size),
+                   default=d.session_cache_size,
                    help="sessions kept in memory; beyond it the oldest are re-read when used (default %(default)s)")
     p.add_argument("--shutdown-timeout", type=float,
-                   default=float(_env("shutdown-timeout") or d.shutdown_timeout),
+                   default=d.shutdown_timeout,
                    help="seconds in-flight requests get to finish at shutdown (default %(default)s)")
     p.add_argument("--min-password-length", type=int,
-                   default=int(_env("min-password-length") or d.min_password_length),
+                   default=d.min_password_length,
                    help="shortest password accepted at registration and change (default %(default)s)")
-    p.add_argument("--argon2-time-cost", type=int, default=int(_env("argon2-time-cost") or d.argon2_time_cost),
+    p.add_argument("--argon2-time-cost", type=int, default=d.argon2_time_cost,
                    help="argon2id passes per password hash (default %(default)s)")
-    p.add_argument("--argon2-memory-kib", type=int, default=int(_env("argon2-memory-kib") or d.argon2_memory_kib),
+    p.add_argument("--argon2-memory-kib", type=int, default=d.argon2_memory_kib,
                    help="argon2id memory per password hash in KiB (default %(default)s)")
-    p.add_argument("--no-durable", dest="durable", action="store_false", default=not _bool_env("no-durable"),
+    p.add_argument("--no-durable", dest="durable", action="store_false", default=True,
                    help="tests only: run the embedded PostgreSQL without fsync")
-    p.add_argument("--smtp-url", type=_smtp_url, default=_env("smtp-url"),
+    p.add_argument("--smtp-url", type=_smtp_url, default=None,
                    help="smtp://host:port (or smtps://) for outgoing mail; without it mail goes to DATA_DIR/outbox")
-    p.add_argument("--smtp-starttls", action="store_true", default=_bool_env("smtp-starttls"),
+    p.add_argument("--smtp-starttls", action="store_true", default=False,
                    help="upgrade the SMTP connection with STARTTLS")
-    p.add_argument("--smtp-username", default=_env("smtp-username"), help="SMTP login, if the server wants one")
-    p.add_argument("--smtp-password", default=_env("smtp-password"),
+    p.add_argument("--smtp-username", default=None, help="SMTP login, if the server wants one")
+    p.add_argument("--smtp-password", default=None,
                    help="prefer the SESSIA_SMTP_PASSWORD environment variable: flags show in ps")
-    p.add_argument("--smtp-timeout", type=float, default=float(_env("smtp-timeout") or d.smtp_timeout),
+    p.add_argument("--smtp-timeout", type=float, default=d.smtp_timeout,
                    help="seconds the whole exchange with the SMTP server may take (default %(default)s)")
-    p.add_argument("--mail-from", default=_env("mail-from") or d.mail_from, help="sender address of outgoing mail")
-    p.add_argument("--broker", default=_env("broker"),
+    p.add_argument("--mail-from", default=d.mail_from, help="sender address of outgoing mail")
+    p.add_argument("--broker", default=None,
                    help="cross-node signals: postgres (LISTEN/NOTIFY, default), nats://host:port, or none")
-    p.add_argument("--push-buffer-limit", type=int, default=int(_env("push-buffer-limit") or d.push_buffer_limit),
+    p.add_argument("--push-buffer-limit", type=int, default=d.push_buffer_limit,
                    help="unsent bytes a connection may hold before its subscriber is told to resync")
     p.add_argument("--socket-send-buffer", type=int,
-                   default=int(_env("socket-send-buffer") or d.socket_send_buffer),
+                   default=d.socket_send_buffer,
                    help="kernel send buffer per connection in bytes (0: the OS default, which grows to megabytes)")
-    p.add_argument("--event-keep-days", type=float, default=float(_env("event-keep-days") or d.event_keep_days),
+    p.add_argument("--event-keep-days", type=float, default=d.event_keep_days,
                    help="days events stay in the catch-up log (default %(default)s)")
     p.add_argument("--event-keep-per-user", type=int,
-                   default=int(_env("event-keep-per-user") or d.event_keep_per_user),
+                   default=d.event_keep_per_user,
                    help="newest events kept per user in the catch-up log (default %(default)s)")
     p.add_argument("--event-trim-interval", type=float,
-                   default=float(_env("event-trim-interval") or d.event_trim_interval),
+                   default=d.event_trim_interval,
                    help="seconds between passes that trim the event log (default %(default)s)")
-    p.add_argument("--email-code-ttl", type=float, default=float(_env("email-code-ttl") or d.email_code_ttl),
+    p.add_argument("--email-code-ttl", type=float, default=d.email_code_ttl,
                    help="seconds an email confirmation code stays valid (default %(default)s)")
     p.add_argument("--email-code-resend-interval", type=float,
-                   default=float(_env("email-code-resend-interval") or d.email_code_resend_interval),
+                   default=d.email_code_resend_interval,
                    help="seconds before another code may be sent to the same account (default %(default)s)")
     p.add_argument("--email-code-max-attempts", type=int,
-                   default=int(_env("email-code-max-attempts") or d.email_code_max_attempts),
+                   default=d.email_code_max_attempts,
                    help="wrong guesses a code survives before a new one must be requested (default %(default)s)")
     p.add_argument("--max-connections-per-ip", type=int,
-                   default=int(_env("max-connections-per-ip") or d.max_connections_per_ip),
+                   default=d.max_connections_per_ip,
                    help="open connections one client address may hold; more are refused with 429 (0 = no limit)")
-    p.add_argument("--rate-auth-account", type=rate_arg, default=rate_arg(_env("rate-auth-account") or str(d.rate_auth_account)),
+    p.add_argument("--rate-auth-account", type=rate_arg, default=d.rate_auth_account,
                    help="Auth by password per account (the email or login tried): COUNT/SECONDS, 0 = no limit (default %(default)s)")
-    p.add_argument("--rate-auth-ip", type=rate_arg, default=rate_arg(_env("rate-auth-ip") or str(d.rate_auth_ip)),
+    p.add_argument("--rate-auth-ip", type=rate_arg, default=d.rate_auth_ip,
                    help="Auth by password per client address: COUNT/SECONDS, 0 = no limit (default %(default)s)")
-    p.add_argument("--rate-registration-account", type=rate_arg, default=rate_arg(_env("rate-registration-account") or str(d.rate_registration_account)),
+    p.add_argument("--rate-registration-account", type=rate_arg, default=d.rate_registration_account,
                    help="Registration per email address: COUNT/SECONDS, 0 = no limit (default %(default)s)")
-    p.add_argument("--rate-registration-ip", type=rate_arg, default=rate_arg(_env("rate-registration-ip") or str(d.rate_registration_ip)),
+    p.add_argument("--rate-registration-ip", type=rate_arg, default=d.rate_registration_ip,
                    help="Registration per client address: COUNT/SECONDS, 0 = no limit (default %(default)s)")
-    p.add_argument("--rate-email-account", type=rate_arg, default=rate_arg(_env("rate-email-account") or str(d.rate_email_account)),
+    p.add_argument("--rate-email-account", type=rate_arg, default=d.rate_email_account,
                    help="Email (send or confirm a code) per account: COUNT/SECONDS, 0 = no limit (default %(default)s)")
-    p.add_argument("--rate-email-ip", type=rate_arg, default=rate_arg(_env("rate-email-ip") or str(d.rate_email_ip)),
+    p.add_argument("--rate-email-ip", type=rate_arg, default=d.rate_email_ip,
                    help="Email per client address: COUNT/SECONDS, 0 = no limit (default %(default)s)")
-    p.add_argument("--rate-send-message", type=rate_arg, default=rate_arg(_env("rate-send-message") or str(d.rate_send_message)),
+    p.add_argument("--rate-send-message", type=rate_arg, default=d.rate_send_message,
                    help="SendMessage per session: COUNT/SECONDS, 0 = no limit (default %(default)s)")
-    p.add_argument("--rate-media", type=rate_arg, default=rate_arg(_env("rate-media") or str(d.rate_media)),
+    p.add_argument("--rate-media", type=rate_arg, default=d.rate_media,
                    help="Media uploads per session: COUNT/SECONDS, 0 = no limit (default %(default)s)")
-    p.add_argument("--metrics-port", type=int, default=_env("metrics-port"),
+    p.add_argument("--metrics-port", type=int, default=None,
                    help="serve Prometheus metrics over HTTP on this port (default off; 0 picks a free one)")
-    p.add_argument("--metrics-host", default=_env("metrics-host") or d.metrics_host,
+    p.add_argument("--metrics-host", default=d.metrics_host,
                    help="address of the metrics listener (default %(default)s)")
     p.add_argument("--client-refresh-interval", type=float,
-                   default=float(_env("client-refresh-interval") or d.client_refresh_interval),
+                   default=d.client_refresh_interval,
                    help="seconds between reloads of the known client builds from the database (default %(default)s)")
+    apply_environment(p)
     return p
 
 

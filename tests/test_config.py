@@ -123,3 +123,31 @@ def test_server_refuses_to_start_on_unknown_key(start_server, tmp_path: Path) ->
     with pytest.raises(RuntimeError) as exc_info:
         start_server("--config", str(path))
     assert re.search(rf"error: config file {re.escape(str(path))}: unknown setting 'max-frame-sise'", str(exc_info.value))
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "message"),
+    [
+        ("SESSIA_PORT", "abc", "argument --port: invalid int value: 'abc'"),
+        ("SESSIA_RATE_MEDIA", "lots", "argument --rate-media: expected COUNT/SECONDS"),
+        ("SESSIA_SMTP_URL", "ftp://mail", "argument --smtp-url: expected smtp://host"),
+    ],
+)
+def test_bad_environment_value_is_a_usage_error(monkeypatch, capsys, variable: str, value: str, message: str) -> None:
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(SystemExit) as exit_info:
+        parse_args([])
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_environment_switches_and_typed_values(monkeypatch) -> None:
+    monkeypatch.setenv("SESSIA_NO_DURABLE", "yes")
+    monkeypatch.setenv("SESSIA_ALLOW_ANY_CLIENT", "0")
+    monkeypatch.setenv("SESSIA_IDLE_TIMEOUT", "12.5")
+    monkeypatch.setenv("SESSIA_DATA_DIR", "/srv/sessia")
+    config = parse_args([])
+    assert (config.durable, config.allow_any_client, config.idle_timeout, config.data_dir) == (
+        False, False, 12.5, Path("/srv/sessia")
+    )
+    assert parse_args(["--idle-timeout", "3"]).idle_timeout == 3.0  # the flag still wins
