@@ -38,6 +38,7 @@ class Client(ProfilesAPI, FriendsAPI, MediaAPI, DialogsAPI, MessagesAPI, SearchA
         timeout: float | None = 30.0,
     ) -> None:
         self.transport = transport
+        transport.on_close = self._transport_closed
         self.device = device
         self.client = client
         self.codec = codec
@@ -196,5 +197,4 @@ async def connect(
     transport = await open_transport(host, port, ssl_context=context)
     c = Client(transport, device=Device.coerce(device), client=ClientBuild.coerce(client), codec=codec, timeout=timeout)
     c.address = (host, port, context)
-    transport._on_close = c._transport_closed
     return c

@@ -48,7 +48,7 @@ class Transport(asyncio.Protocol):
         self._close_exc: Exception | None = None
         self.pushes: asyncio.Queue[Push] = asyncio.Queue(push_queue_size)
         self.push_overflow = 0
-        self._on_close = on_close
+        self.on_close = on_close
 
     # -- asyncio.Protocol ----------------------------------------------------------
 
@@ -70,8 +70,8 @@ class Transport(asyncio.Protocol):
         self._fail_all(ConnectionClosed(f"connection closed{': ' + str(exc) if exc else ''}"))
         if self._closed is not None and not self._closed.done():
             self._closed.set_result(None)
-        if self._on_close is not None:
-            self._on_close(exc)
+        if self.on_close is not None:
+            self.on_close(exc)
 
     # -- frames --------------------------------------------------------------------
 
