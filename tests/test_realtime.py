@@ -215,3 +215,22 @@ async def test_a_reader_that_falls_behind_is_told_to_resync_and_memory_stays_bou
     finally:
         for c in clients:
             await c.close()
+
+
+async def test_typing_and_receipts_spend_the_message_budget(start_server):
+    import client_sdk
+    from client_sdk import TooManyRequests
+
+    server = start_server("--rate-send-message", "3/60")
+    c = await client_sdk.connect(server.host, server.port, device={"deviceid": "typist"}, client=TEST_CLIENT)
+    try:
+        await c.register("typist1", "typist1@example.org", "correct horse battery")
+        key = await c.create_dialog("budget")
+        msgkey = await c.send_message(key, "one")
+        await c.typing(key)
+        await c.mark_read(key, msgkey)
+        with pytest.raises(TooManyRequests) as refused:
+            await c.typing(key)
+        assert refused.value.extra["RetryAfter"] > 0
+    finally:
+        await c.close()
