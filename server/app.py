@@ -21,6 +21,7 @@ from storage import events as event_store
 from storage import sessions as session_store
 from storage.db import Database
 from storage.embedded import EmbeddedPostgres
+from storage.messages import MessageWriter
 from storage.migrate import migrate
 
 from .broker import Broker, LocalBroker, make_broker
@@ -57,6 +58,7 @@ class App:
         self.limits = Limits(config)
         self.broker = broker or LocalBroker()
         self.events = EventHub(db, self.broker, buffer_limit=config.push_buffer_limit)
+        self.message_writer = MessageWriter(db)
         self.mailer = Mailer(config)
         self.dispatcher = Dispatcher(self)
 

@@ -1,10 +1,11 @@
 """Messages, their media links, tombstones and per-user hiding.
 
-Sending is the hot path: ``ADD_SQL`` is one statement (one round trip, one
-implicit transaction) that checks membership, the direct-message block rule and
-media ownership, inserts the message and its media links and moves the
-dialog's ``last_message_at``.  A statement of this shape can later be batched
-(group commit) without changing its meaning.
+Sending is the hot path: ``MessageWriter`` gathers the sends that arrive
+while the database is busy and stores them with ``ADD_BATCH_SQL``, one
+statement (one round trip, one implicit transaction, one WAL flush) that checks
+membership, the direct-message block rule and media ownership per message,
+inserts the messages, their media links and their events, and moves the
+dialogs' ``last_message_at``.
 
 Edits, deletes and hides are one statement each as well; reads take two
 (membership, then the page).  The SQL lives in module constants so the scale
@@ -13,90 +14,164 @@ test can EXPLAIN exactly what runs.
 
 from __future__ import annotations
 
+import asyncio
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
+
+import asyncpg
 
 from .db import Database
 
 # -- sending --------------------------------------------------------------------------
 
-#: $1 dialog key, $2 author, $3 message key, $4 content, $5 media keys, $6 positions,
-#: $7 created_at, $8 the NewMessage event payload (JSON), $9 media keys the
-#: author may attach without owning them (those of a forwarded message),
-#: $10 forwarded message key or NULL, $11 important.
-#: The event goes to every member's log in the same statement: a message is
-#: never stored without its event, and the recipients' sequence rows are
-#: locked in user id order so concurrent sends cannot deadlock on them.
-ADD_SQL = """
-WITH me AS (
-    SELECT dm.dialog_id
-    FROM dialogs d
-    JOIN dialog_members dm ON dm.dialog_id = d.id AND dm.user_id = $2
-    WHERE d.key = $1
-), pair AS (
-    -- up to three members: exactly two means a direct conversation
-    SELECT array_agg(o.user_id) AS ids
-    FROM (SELECT o.user_id FROM me JOIN dialog_members o ON o.dialog_id = me.dialog_id LIMIT 3) AS o
+#: Group commit: every ``add`` waiting when the writer is free goes into ONE
+#: statement (one round trip, one implicit transaction, one WAL flush).  One
+#: element per message: $1 dialog key, $2 author, $3 message key, $4 content,
+#: $5 created_at, $6 the NewMessage event payload (JSON), $7 forwarded message
+#: key or NULL, $8 important; media flattened over all messages: $9 the
+#: message's ordinal (1-based), $10 media key, $11 position; media an author
+#: may attach without owning them (those of a forwarded message): $12 ordinal,
+#: $13 key.
+#:
+#: Per message it checks membership, the direct-message block rule and media
+#: ownership, inserts the message and its media links; per dialog it moves
+#: ``last_message_at`` once; per recipient it bumps the event counter once by
+#: the number of that recipient's new events and numbers them in message
+#: order.  The event rows go in with the messages: a message is never stored
+#: without its event.  Counter rows are locked in user id order, so batches
+#: and other appends (storage/events.py) cannot deadlock on them.
+ADD_BATCH_SQL = """
+WITH req AS (
+    -- the payload is parsed once here, not once per recipient
+    SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::timestamptz[], $6::jsonb[],
+                         $7::text[], $8::bool[])
+        WITH ORDINALITY AS r(dialog_key, author_id, key, content, created_at, payload, forwarded_key, important, n)
+), media_in AS (
+    SELECT * FROM unnest($9::int[], $10::text[], $11::int[]) WITH ORDINALITY AS u(n, k, p, o)
+), me AS (
+    SELECT r.n, dm.dialog_id
+    FROM req r
+    -- a lookup by key per message (a join would hash every dialog for a large batch)
+    CROSS JOIN LATERAL (SELECT d.id FROM dialogs d WHERE d.key = r.dialog_key LIMIT 1) AS d
+    JOIN dialog_members dm ON dm.dialog_id = d.id AND dm.user_id = r.author_id
 ), blocked AS (
-    SELECT coalesce(cardinality(pair.ids) = 2 AND EXISTS (
+    -- up to three members: exactly two means a direct conversation
+    SELECT me.n, coalesce(cardinality(pair.ids) = 2 AND EXISTS (
         SELECT 1 FROM blocks b
         WHERE (b.blocker_id = pair.ids[1] AND b.blocked_id = pair.ids[2])
            OR (b.blocker_id = pair.ids[2] AND b.blocked_id = pair.ids[1])
     ), false) AS yes
-    FROM pair
+    FROM me
+    CROSS JOIN LATERAL (
+        SELECT array_agg(o.user_id) AS ids
+        FROM (SELECT o.user_id FROM dialog_members o WHERE o.dialog_id = me.dialog_id LIMIT 3) AS o
+    ) AS pair
 ), missing AS (
     -- media that do not exist or are not the author's own uploads
-    SELECT coalesce(array_agg(u.k ORDER BY u.n), '{}') AS keys
-    FROM unnest($5::text[]) WITH ORDINALITY AS u(k, n)
-    WHERE NOT EXISTS (SELECT 1 FROM media WHERE media.key = u.k AND (media.owner_id = $2 OR media.key = ANY($9::text[])))
+    SELECT mi.n, array_agg(mi.k ORDER BY mi.o) AS keys
+    FROM media_in mi
+    JOIN req r ON r.n = mi.n
+    WHERE NOT EXISTS (
+        SELECT 1 FROM media
+        WHERE media.key = mi.k
+          AND (media.owner_id = r.author_id
+               OR EXISTS (SELECT 1 FROM unnest($12::int[], $13::text[]) AS f(n, k) WHERE f.n = mi.n AND f.k = mi.k))
+    )
+    GROUP BY mi.n
 ), ins AS (
     INSERT INTO messages (dialog_id, key, author_id, content, created_at, forwarded_key, important)
-    SELECT me.dialog_id, $3, $2, $4, $7, $10, $11
-    FROM me, blocked, missing
-    WHERE NOT blocked.yes AND cardinality(missing.keys) = 0
+    SELECT me.dialog_id, r.key, r.author_id, r.content, r.created_at, r.forwarded_key, r.important
+    FROM req r
+    JOIN me ON me.n = r.n
+    JOIN blocked ON blocked.n = r.n
+    WHERE NOT blocked.yes AND NOT EXISTS (SELECT 1 FROM missing WHERE missing.n = r.n)
+    ORDER BY r.n
     ON CONFLICT (dialog_id, key) DO NOTHING
-    RETURNING dialog_id, id, author_id, created_at
+    RETURNING dialog_id, id, key, author_id, created_at
+), stored AS (
+    -- (dialog, key) is unique within a batch: the writer sees to it
+    SELECT me.n, ins.dialog_id, ins.id, ins.author_id
+    FROM ins
+    JOIN me ON me.dialog_id = ins.dialog_id
+    JOIN req r ON r.n = me.n AND r.key = ins.key
 ), linked AS (
     INSERT INTO message_media (dialog_id, message_id, media_key, position)
-    SELECT ins.dialog_id, ins.id, u.k, u.p
-    FROM ins, unnest($5::text[], $6::int[]) AS u(k, p)
+    SELECT s.dialog_id, s.id, mi.k, mi.p
+    FROM stored s JOIN media_in mi ON mi.n = s.n
 ), touched AS (
-    UPDATE dialogs SET last_message_at = ins.created_at
-    FROM ins
-    WHERE dialogs.id = ins.dialog_id
-      AND (dialogs.last_message_at IS NULL OR dialogs.last_message_at < ins.created_at)
+    UPDATE dialogs SET last_message_at = t.at
+    FROM (SELECT dialog_id, max(created_at) AS at FROM ins GROUP BY dialog_id) AS t
+    WHERE dialogs.id = t.dialog_id
+      AND (dialogs.last_message_at IS NULL OR dialogs.last_message_at < t.at)
 ), recipients AS (
-    SELECT s.user_id FROM ins
-    JOIN dialog_members dm ON dm.dialog_id = ins.dialog_id
-    JOIN user_event_seq s ON s.user_id = dm.user_id
-    ORDER BY s.user_id
-    FOR UPDATE OF s
+    SELECT s.n, dm.user_id
+    FROM stored s JOIN dialog_members dm ON dm.dialog_id = s.dialog_id
+), locked AS (
+    SELECT q.user_id FROM user_event_seq q
+    WHERE q.user_id IN (SELECT user_id FROM recipients)
+    ORDER BY q.user_id
+    FOR UPDATE
 ), bumped AS (
-    UPDATE user_event_seq s SET last_seq = s.last_seq + 1
-    FROM recipients r WHERE s.user_id = r.user_id
-    RETURNING s.user_id, s.last_seq
+    UPDATE user_event_seq q SET last_seq = q.last_seq + c.count
+    FROM (SELECT user_id, count(*) AS count FROM recipients GROUP BY user_id) AS c
+    JOIN locked ON locked.user_id = c.user_id
+    WHERE q.user_id = c.user_id
+    RETURNING q.user_id, q.last_seq - c.count AS base
+), numbered AS (
+    SELECT rc.n, rc.user_id, b.base + row_number() OVER (PARTITION BY rc.user_id ORDER BY rc.n) AS seq
+    FROM recipients rc JOIN bumped b ON b.user_id = rc.user_id
 ), evs AS (
     INSERT INTO events (user_id, seq, kind, payload, created_at)
-    SELECT user_id, last_seq, 'NewMessage', $8::jsonb, $7 FROM bumped
-    RETURNING user_id, seq
+    SELECT nb.user_id, nb.seq, 'NewMessage', r.payload, r.created_at
+    FROM numbered nb JOIN req r ON r.n = nb.n
+), per_message AS (
+    SELECT n, array_agg(user_id ORDER BY user_id) AS users, array_agg(seq ORDER BY user_id) AS seqs
+    FROM numbered GROUP BY n
 )
-SELECT me.dialog_id, blocked.yes AS blocked, missing.keys AS missing_media,
-       ins.id AS new_id, coalesce(ins.author_id, earlier.author_id) AS author_id,
-       (ins.id IS NOT NULL OR earlier.id IS NOT NULL) AS stored,
-       (SELECT array_agg(user_id ORDER BY user_id) FROM evs) AS event_users,
-       (SELECT array_agg(seq ORDER BY user_id) FROM evs) AS event_seqs
-FROM me
-CROSS JOIN blocked
-CROSS JOIN missing
-LEFT JOIN ins ON true
-LEFT JOIN messages earlier ON ins.id IS NULL AND earlier.dialog_id = me.dialog_id AND earlier.key = $3
+SELECT r.n, me.dialog_id, coalesce(blocked.yes, false) AS blocked, coalesce(missing.keys, '{}') AS missing_media,
+       s.id AS new_id, coalesce(s.author_id, earlier.author_id) AS author_id,
+       (s.id IS NOT NULL OR earlier.found) AS stored,
+       pm.users AS event_users, pm.seqs AS event_seqs
+FROM req r
+LEFT JOIN me ON me.n = r.n
+LEFT JOIN blocked ON blocked.n = r.n
+LEFT JOIN missing ON missing.n = r.n
+LEFT JOIN stored s ON s.n = r.n
+LEFT JOIN LATERAL (
+    -- a key already used: by whom (an index lookup, only for those not inserted)
+    SELECT e.author_id, true AS found FROM messages e
+    WHERE s.id IS NULL AND e.dialog_id = me.dialog_id AND e.key = r.key
+    LIMIT 1  -- (dialog, key) is unique; the limit also keeps this a lookup, never a join of the whole table
+) AS earlier ON true
+LEFT JOIN per_message pm ON pm.n = r.n
+ORDER BY r.n
 """
 
 
 @dataclass(frozen=True, slots=True)
+class NewMessage:
+    """One ``add`` as the writer takes it.  ``forwarded_media``: media the
+    author may attach without owning them (those of the forwarded message)."""
+
+    dialog_key: str
+    author_id: int
+    key: str
+    content: str
+    created_at: datetime
+    event_payload: str
+    media: tuple[str, ...] = ()
+    positions: tuple[int, ...] = ()
+    forwarded_media: tuple[str, ...] = ()
+    forwarded_key: str | None = None
+    important: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class Sent:
-    """What ``add_message`` did.  ``dialog_id`` None: not a member (or no such
+    """What an ``add`` did.  ``dialog_id`` None: not a member (or no such
     dialog).  ``created`` False with ``author_id`` set: the key was already
     used, by that author."""
 
@@ -108,39 +183,151 @@ class Sent:
     events: tuple[tuple[int, int], ...] = ()  # (user id, seq) of the NewMessage events
 
 
-async def add_message(
-    db: Database,
-    *,
-    dialog_key: str,
-    author_id: int,
-    key: str,
-    content: str,
-    media: Sequence[str] = (),
-    positions: Sequence[int] = (),
-    created_at: datetime,
-    event_payload: str,
-    forwarded_media: Sequence[str] = (),
-    forwarded_key: str | None = None,
-    important: bool = False,
-) -> Sent:
-    """Send a message.  A key that is already in the dialog is not inserted
-    again: the answer names the earlier message's author so a retried send is
-    recognised (same author) and a foreign key refused (another author)."""
-    for _ in range(3):
-        row = await db.fetchrow(
-            "messages.add", ADD_SQL, dialog_key, author_id, key, content, list(media), list(positions),
-            created_at, event_payload, list(forwarded_media), forwarded_key, important,
-        )
-        if row is None:
-            return Sent(None)
-        if row["blocked"] or row["missing_media"]:
-            return Sent(row["dialog_id"], blocked=row["blocked"], missing_media=tuple(row["missing_media"]))
-        if row["stored"]:
-            events = tuple(zip(row["event_users"] or (), row["event_seqs"] or (), strict=True))
-            return Sent(row["dialog_id"], created=row["new_id"] is not None, author_id=row["author_id"], events=events)
-        # The same key was being inserted concurrently and committed after this
-        # statement's snapshot: the next statement sees it.
-    raise RuntimeError("message key neither inserted nor found")
+def batch_args(batch: Sequence[NewMessage]) -> tuple[Any, ...]:
+    """``ADD_BATCH_SQL``'s parameters for these messages, in order."""
+    media_n: list[int] = []
+    media_k: list[str] = []
+    media_p: list[int] = []
+    allowed_n: list[int] = []
+    allowed_k: list[str] = []
+    for n, m in enumerate(batch, 1):
+        if m.media:
+            media_n += [n] * len(m.media)
+            media_k += m.media
+            media_p += m.positions
+        if m.forwarded_media:
+            allowed_n += [n] * len(m.forwarded_media)
+            allowed_k += m.forwarded_media
+    return (
+        [m.dialog_key for m in batch], [m.author_id for m in batch], [m.key for m in batch],
+        [m.content for m in batch], [m.created_at for m in batch], [m.event_payload for m in batch],
+        [m.forwarded_key for m in batch], [m.important for m in batch],
+        media_n, media_k, media_p, allowed_n, allowed_k,
+    )
+
+
+def _sent(row: Any) -> Sent | None:
+    """The outcome of one message of a batch; None: neither inserted nor
+    found (the same key was being inserted concurrently and committed after
+    the statement's snapshot: the next statement sees it)."""
+    if row["dialog_id"] is None:
+        return Sent(None)
+    if row["blocked"] or row["missing_media"]:
+        return Sent(row["dialog_id"], blocked=row["blocked"], missing_media=tuple(row["missing_media"]))
+    if not row["stored"]:
+        return None
+    events = tuple(zip(row["event_users"] or (), row["event_seqs"] or (), strict=True))
+    return Sent(row["dialog_id"], created=row["new_id"] is not None, author_id=row["author_id"], events=events)
+
+
+class MessageWriter:
+    """Group commit of sends.
+
+    ``add`` queues a message and returns once the statement that stored it has
+    committed, so an answer still means "durable".  While one batch is in the
+    database the next one gathers: under load many sends share a statement, a
+    transaction and a WAL flush, and the locks on dialogs and recipients'
+    event counters are taken once per batch instead of once per message.  An
+    idle server runs a lone send at once (the batch starts on the next loop
+    iteration, after the requests that arrived together have queued theirs).
+
+    One batch at a time: batches then never wait for each other's locks, and
+    message ids, event seqs and commit order agree.  A batch never holds two
+    messages with the same dialog and key (the later one waits for the next
+    batch), so a retried send is answered as a retry, not as a conflict.
+    """
+
+    #: Times a message is tried again when its key was committed concurrently
+    #: by another statement, or its batch was chosen as a deadlock victim.
+    RETRIES = 3
+
+    def __init__(self, db: Database, *, max_batch: int = 512) -> None:
+        self.db = db
+        self.max_batch = max_batch
+        self._queue: deque[tuple[NewMessage, asyncio.Future[Sent], int]] = deque()
+        self._running = False
+        self.batches = 0
+        self.messages = 0
+
+    async def add(self, message: NewMessage) -> Sent:
+        """Store ``message`` (see ``NewMessage``); an existing key is not
+        inserted again: the answer names the earlier message's author so a
+        retried send is recognised (same author) and a foreign key refused."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Sent] = loop.create_future()
+        self._queue.append((message, future, 0))
+        if not self._running:
+            self._running = True
+            loop.call_soon(self._start)
+        return await future
+
+    def _start(self) -> None:
+        task = asyncio.ensure_future(self._drain())
+        task.add_done_callback(self._drained)
+
+    def _drained(self, task: asyncio.Task) -> None:
+        self._running = False
+        if task.cancelled():
+            return
+        if self._queue:  # queued while the last batch was finishing, or after an error
+            self._running = True
+            self._start()
+
+    async def _drain(self) -> None:
+        while self._queue:
+            batch = self._take()
+            try:
+                rows = await self.db.fetch("messages.add", ADD_BATCH_SQL, *batch_args([m for m, _, _ in batch]))
+            except asyncpg.DeadlockDetectedError as exc:
+                self._retry(batch, exc)
+                continue
+            except Exception as exc:
+                for _, future, _ in batch:
+                    if not future.done():
+                        future.set_exception(exc)
+                continue
+            except BaseException:
+                for _, future, _ in batch:
+                    future.cancel()
+                raise
+            self.batches += 1
+            self.messages += len(batch)
+            again = []
+            for (message, future, tries), row in zip(batch, rows, strict=True):
+                sent = _sent(row)
+                if sent is None:
+                    again.append((message, future, tries))
+                elif not future.done():
+                    future.set_result(sent)
+            if again:
+                self._retry(again, RuntimeError("message key neither inserted nor found"))
+
+    def _take(self) -> list[tuple[NewMessage, asyncio.Future[Sent], int]]:
+        batch: list[tuple[NewMessage, asyncio.Future[Sent], int]] = []
+        held = []
+        seen: set[tuple[str, str]] = set()
+        queue = self._queue
+        while queue and len(batch) < self.max_batch:
+            item = queue.popleft()
+            if item[1].done():  # the caller went away (cancelled)
+                continue
+            ident = (item[0].dialog_key, item[0].key)
+            if ident in seen:
+                held.append(item)
+            else:
+                seen.add(ident)
+                batch.append(item)
+        queue.extendleft(reversed(held))
+        return batch
+
+    def _retry(self, items: list[tuple[NewMessage, asyncio.Future[Sent], int]], exc: BaseException) -> None:
+        for message, future, tries in reversed(items):
+            if future.done():
+                continue
+            if tries + 1 >= self.RETRIES:
+                future.set_exception(exc)
+            else:
+                self._queue.appendleft((message, future, tries + 1))
 
 
 # -- edit, delete, hide ------------------------------------------------------------------

@@ -337,3 +337,41 @@ async def test_original_spellings_are_accepted(user):
     assert answer["Status"]["code"] == 200 and answer["msgkey"] == "CaseKey-01"
     answer = await alice.call("GetMessages", {"PKDIALOG": key, "MSGKEY": "CaseKey-01"})
     assert answer["Msg"][0]["infoMessage"]["content"] == "case does not matter"
+
+
+async def test_a_burst_of_sends_is_answered_one_by_one(user):
+    """Sends that arrive together are stored together (one statement per
+    batch): each still gets its own answer, and every member's events come
+    in the order of the dialog's history, numbered without gaps."""
+    alice, bob, carol, stranger = await user(), await user(), await user(), await user()
+    group = await alice.create_dialog("burst", members=[bob.user_id, carol.user_id])
+    direct = await alice.create_dialog("", members=[bob.user_id])
+    await bob.block(alice.user_id)
+    mine = await alice.upload_media(PNG + b"burst", "png")
+    bobs = await bob.upload_media(PNG + b"bobs", "png")
+    before = {c.user_id: (await c.request("GetEvents", {"after": 0, "take": 1000}))["LastSeq"] for c in (alice, bob, carol)}
+
+    sends = [alice.send_message(group, f"a{i}") for i in range(20)]
+    sends += [bob.send_message(group, f"b{i}", media=[bobs] if i == 3 else ()) for i in range(10)]
+    sends += [carol.send_message(group, "c", msgkey="carol-burst-key")] * 3
+    sends += [
+        alice.send_message(direct, "blocked"),
+        stranger.send_message(group, "not a member"),
+        alice.send_message(group, "not mine", media=[bobs]),
+        alice.send_message(group, "mine", media=[mine]),
+    ]
+    outcomes = await asyncio.gather(*sends, return_exceptions=True)
+    keys, refusals = outcomes[:-4], outcomes[-4:]
+    assert all(isinstance(k, str) for k in keys), keys
+    assert len(set(keys)) == 20 + 10 + 1
+    assert [type(e).__name__ for e in refusals[:3]] == ["Forbidden", "NotFound", "NotFound"]
+    assert isinstance(refusals[3], str)
+
+    history = [m.key for m in reversed(await carol.messages(group, take=100))]
+    assert sorted(history) == sorted({*keys, refusals[3]})
+    assert (await carol.message(group, refusals[3])).media == (mine,)
+    for member in (alice, bob, carol):
+        page = await member.request("GetEvents", {"after": before[member.user_id], "take": 1000})
+        events = [e for e in page["Events"] if e["Kind"] == "NewMessage"]
+        assert [e["Seq"] for e in page["Events"]] == list(range(before[member.user_id] + 1, page["LastSeq"] + 1))
+        assert [e["Msg"]["infoMessage"]["msgKey"] for e in events] == history

@@ -124,8 +124,11 @@ async def test_hot_queries_use_indexes_at_scale(scale_server, connect, capsys):
             "tombstones": (message_sql.DELETED_NEWEST_SQL, big_id, 50, 0),
             "tombstones since": (message_sql.DELETED_SINCE_SQL, big_id, 50, 0, since),
             "dialog media": (message_sql.DIALOG_MEDIA_SQL, big_id, uid, 50, 0),
-            "send": (message_sql.ADD_SQL, big_key, uid, "k" * 32, "hello", [], [], datetime.now(UTC), "{}", [],
-                     None, False),
+            "send": (message_sql.ADD_BATCH_SQL, *message_sql.batch_args(
+                [message_sql.NewMessage(big_key, uid, "k" * 32, "hello", datetime.now(UTC), "{}")])),
+            "send, a batch of 100": (message_sql.ADD_BATCH_SQL, *message_sql.batch_args(
+                [message_sql.NewMessage(key, uid, f"k{i:031}", "hello", datetime.now(UTC), "{}")
+                 for i, key in enumerate(seeded.dialog_keys[:100])])),
             "edit": (message_sql.EDIT_SQL, big_key, uid, some_key, "edited"),
             "delete": (message_sql.DELETE_SQL, big_key, uid, some_key),
             "hide": (message_sql.HIDE_SQL, big_key, uid, some_key),

@@ -80,21 +80,21 @@ async def _add(call: Call, req: SendMessage) -> dict[str, Any]:
     created_at = datetime.now(UTC)
     msg = MessageRow(0, key, call.user_id, content, created_at, None, None, req.forwarded_key,
                      req.important, tuple(media), tuple(positions))
-    payload = orjson.dumps({"PkDialog": req.dialog, "Msg": message_out(msg, False)}).decode()
-    sent = await message_store.add_message(
-        call.app.db,
+    body = {"PkDialog": req.dialog, "Msg": message_out(msg, False)}
+    payload = orjson.dumps(body).decode()
+    sent = await call.app.message_writer.add(message_store.NewMessage(
         dialog_key=req.dialog,
         author_id=call.user_id,
         key=key,
         content=content,
-        media=media,
-        positions=positions,
         created_at=created_at,
         event_payload=payload,
-        forwarded_media=forwarded_media,
+        media=tuple(media),
+        positions=tuple(positions),
+        forwarded_media=tuple(forwarded_media),
         forwarded_key=req.forwarded_key,
         important=req.important,
-    )
+    ))
     if sent.dialog_id is None:
         raise NotFound(DIALOG_NOT_FOUND)
     if sent.blocked:
@@ -105,7 +105,6 @@ async def _add(call: Call, req: SendMessage) -> dict[str, Any]:
     if sent.author_id != call.user_id:
         raise Conflict("message.infoMessage.msgkey: already used by another message in this dialog")
     if sent.events:
-        body = orjson.loads(payload)
         call.app.events.deliver(
             [event_store.EventRow(user, seq, ev.NEW_MESSAGE, body, created_at) for user, seq in sent.events]
         )
