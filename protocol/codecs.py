@@ -70,7 +70,7 @@ def decode_body(codec: int, data: bytes | memoryview) -> dict[str, Any]:
 
 def map_items(codec: Codec, body: dict[str, Any]) -> bytes:
     """``body`` encoded without its map header, so that the same items can be
-    sent many times behind different leading fields (see ``prefixed_map``):
+    sent many times behind different leading fields (``frames.PushTemplate``):
     a pushed event is encoded once for all its recipients."""
     data = encode_body(codec, body)
     if codec == Codec.JSON:
@@ -79,11 +79,10 @@ def map_items(codec: Codec, body: dict[str, Any]) -> bytes:
     return data[1:] if n <= 15 else data[3:] if n <= 0xFFFF else data[5:]
 
 
-def prefixed_map(codec: Codec, head: dict[str, Any], count: int, items: bytes) -> bytes:
-    """A map of ``head``'s fields followed by ``count`` pre-encoded ``items``."""
-    if codec == Codec.JSON:
-        first = orjson.dumps(head)
-        return first[:-1] + (b"," + items if items else b"") + b"}"
-    n = len(head) + count
-    header = bytes((0x80 | n,)) if n <= 15 else b"\xde" + n.to_bytes(2, "big")
-    return header + b"".join(_packer.pack(k) + _packer.pack(v) for k, v in head.items()) + items
+def map_header(n: int) -> bytes:
+    """The msgpack header of a map of ``n`` entries."""
+    if n <= 15:
+        return bytes((0x80 | n,))
+    if n <= 0xFFFF:
+        return b"\xde" + n.to_bytes(2, "big")
+    return b"\xdf" + n.to_bytes(4, "big")

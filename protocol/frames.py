@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any, NamedTuple
 
-from .codecs import Codec, encode_body
+from .codecs import Codec, encode_body, map_header, map_items
 from .status import Status
 
 MAGIC = b"SS"
@@ -274,3 +274,52 @@ def encode_ping(request_id: int = 0) -> bytes:
 
 def encode_pong(request_id: int = 0) -> bytes:
     return _header(FrameKind.PONG, Codec.MSGPACK, request_id, 0)
+
+
+class PushTemplate:
+    """One pushed event's frame for many recipients.
+
+    A message to a dialog is pushed to every member with the same body but
+    for ``Seq``, which leads it (``{"Seq": n, "Kind": kind, **payload}``): the
+    frame's name, the map header, ``Kind`` and the payload are encoded once
+    here, and ``frame(seq)`` only encodes the number and joins the parts.  The
+    bytes are exactly those of ``encode_push(name, {"Seq": seq, "Kind": kind,
+    **payload}, codec)``.
+    """
+
+    __slots__ = ("_codec", "_lead", "_head", "_tail", "_fixed")
+
+    def __init__(self, name: str, kind: str, payload: Mapping[str, Any], codec: int = Codec.MSGPACK) -> None:
+        raw = name.encode("ascii")
+        if not _valid_name(raw):
+            raise ValueError(f"invalid frame name {name!r}")
+        self._codec = codec = Codec(codec)
+        self._lead = bytes((len(raw),)) + raw
+        items = map_items(codec, dict(payload))
+        if codec == Codec.JSON:
+            self._head = b'{"Seq":'
+            self._tail = b',"Kind":' + encode_body(codec, {"k": kind})[5:-1] + (b"," + items if items else b"") + b"}"
+        else:
+            self._head = map_header(2 + len(payload)) + encode_body(codec, {"Seq": 0})[1:5]
+            self._tail = encode_body(codec, {"Kind": kind})[1:] + items
+        self._fixed = len(self._lead) + len(self._head) + len(self._tail)
+
+    def frame(self, seq: int) -> bytes:
+        number = str(seq).encode() if self._codec == Codec.JSON else _packed_int(seq)
+        return b"".join((
+            HEADER.pack(MAGIC, VERSION, FrameKind.PUSH, self._codec, 0, 0, self._fixed + len(number)),
+            self._lead, self._head, number, self._tail,
+        ))
+
+
+def _packed_int(value: int) -> bytes:
+    """A non-negative integer as msgpack writes it (the smallest form)."""
+    if value < 0x80:
+        return bytes((value,))
+    if value <= 0xFF:
+        return b"\xcc" + value.to_bytes(1, "big")
+    if value <= 0xFFFF:
+        return b"\xcd" + value.to_bytes(2, "big")
+    if value <= 0xFFFFFFFF:
+        return b"\xce" + value.to_bytes(4, "big")
+    return b"\xcf" + value.to_bytes(8, "big")

@@ -2,8 +2,8 @@
 
 Requests are pipelined: each decoded request runs as its own task, so answers
 may leave in a different order than the requests arrived (the request id
-matches them).  Every frame is written with a single ``transport.write``, so
-frames never interleave.  When a connection has ``max_inflight`` requests
+matches them).  Frames are whole when queued and leave together at the end of
+the loop iteration, so frames never interleave.  When a connection has ``max_inflight`` requests
 running, further requests wait in arrival order (only those already read,
 at most one read's worth) and the server stops reading from it until half of
 them are done: a client cannot make the server run or queue unbounded work.
@@ -34,7 +34,7 @@ class Connection(asyncio.Protocol):
     __slots__ = (
         "app", "transport", "decoder", "peer", "inflight", "last_frame_at", "partial_since",
         "closing", "_reading_paused", "_write_paused", "_loop", "_tasks", "_backlog", "_draining",
-        "_eof_sent", "_peer_eof", "_linger", "_lost", "ip", "_admitted", "session_ids",
+        "_eof_sent", "_peer_eof", "_linger", "_lost", "ip", "_admitted", "session_ids", "_out", "_out_size",
     )
 
     def __init__(self, app: App) -> None:
@@ -62,6 +62,8 @@ class Connection(asyncio.Protocol):
         self._peer_eof = False
         self._linger: asyncio.TimerHandle | None = None
         self._lost: asyncio.Future[None] = self._loop.create_future()
+        self._out: list[bytes] | None = None  # frames written in this loop iteration, not yet flushed
+        self._out_size = 0
 
     # -- asyncio.Protocol --------------------------------------------------------
 
@@ -186,13 +188,35 @@ class Connection(asyncio.Protocol):
     # -- plumbing ----------------------------------------------------------------
 
     def _write(self, data: bytes) -> None:
+        """Queue one whole frame; the frames queued during one loop iteration
+        (an answer and the pushes that follow it, several answers of a
+        pipelining client, a batch's pushes) leave in one ``transport.write``
+        at its end: one system call instead of one per frame."""
         transport = self.transport
         if transport is not None and not self._eof_sent and not transport.is_closing():
-            transport.write(data)
+            if self._out is None:
+                self._out = [data]
+                self._loop.call_soon(self._flush)
+            else:
+                self._out.append(data)
+            self._out_size += len(data)
+
+    def _flush(self) -> None:
+        out, self._out, self._out_size = self._out, None, 0
+        transport = self.transport
+        if out and transport is not None and not transport.is_closing():
+            transport.write(out[0] if len(out) == 1 else b"".join(out))
 
     def send(self, data: bytes) -> None:
         """Write one whole frame (answers and pushes)."""
         self._write(data)
+
+    @property
+    def write_buffer_size(self) -> int:
+        """Bytes written but not yet taken by the kernel (the transport's
+        buffer plus frames queued in this loop iteration)."""
+        transport = self.transport
+        return self._out_size + (transport.get_write_buffer_size() if transport is not None else 0)
 
     def _pause_reading(self) -> None:
         if not self._reading_paused and self.transport is not None and not self.transport.is_closing():
@@ -231,6 +255,7 @@ class Connection(asyncio.Protocol):
         transport = self.transport
         if transport is None or self._eof_sent or transport.is_closing():
             return
+        self._flush()
         if self._peer_eof or not transport.can_write_eof():
             transport.close()  # nothing more can arrive: a plain close is clean
             return

@@ -20,9 +20,9 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from protocol.codecs import Codec, map_items, prefixed_map
+from protocol.codecs import Codec
 from protocol.events import PUSH_EVENT, PUSH_RESYNC, PUSH_TYPING
-from protocol.frames import FrameKind, encode_named, encode_push
+from protocol.frames import PushTemplate, encode_push
 from storage import events as event_store
 from storage.db import Database
 
@@ -61,18 +61,17 @@ class _Encoded:
     """Frames of one delivery, encoding each payload once per codec: a message
     to a large dialog differs between recipients only by ``Seq``."""
 
-    __slots__ = ("_items",)
+    __slots__ = ("_templates",)
 
     def __init__(self) -> None:
-        self._items: dict[tuple[int, int], bytes] = {}
+        self._templates: dict[tuple[int, int], PushTemplate] = {}
 
     def frame(self, row: event_store.EventRow, codec: int) -> bytes:
         key = (id(row.payload), codec)
-        items = self._items.get(key)
-        if items is None:
-            items = self._items[key] = map_items(Codec(codec), row.payload)
-        body = prefixed_map(Codec(codec), {"Seq": row.seq, "Kind": row.kind}, len(row.payload), items)
-        return encode_named(FrameKind.PUSH, 0, EVENT, body, codec)
+        template = self._templates.get(key)
+        if template is None:
+            template = self._templates[key] = PushTemplate(EVENT, row.kind, row.payload, codec)
+        return template.frame(row.seq)
 
 
 class EventHub:
@@ -83,6 +82,7 @@ class EventHub:
         self._by_user: dict[int, set[Subscription]] = {}
         self._by_conn: dict[Connection, Subscription] = {}
         self._signals: list[str] = []
+        self._outbox: list[event_store.EventRow] = []  # committed here, pushed on the next loop iteration
         self._flush_scheduled = False
         self._tasks: set[asyncio.Task] = set()
         self.pushed = 0
@@ -127,14 +127,18 @@ class EventHub:
     def deliver(self, rows: list[event_store.EventRow]) -> None:
         """Events this node has just committed: push them here, signal the others.
 
-        The fan-out runs as the next callback of the loop, so the request that
-        caused the events gets its answer written first and a large dialog's
-        fan-out does not delay it (callbacks run in order: deliveries stay in
-        commit order)."""
+        The fan-out runs as a callback on the next loop iteration, so the
+        request that caused the events gets its answer written first and a
+        large dialog's fan-out does not delay it.  Everything delivered during
+        one iteration goes out in that one callback, in the order delivered
+        (deliveries stay in commit order)."""
         if rows:
-            asyncio.get_running_loop().call_soon(self._deliver_now, rows)
+            if not self._outbox:
+                asyncio.get_running_loop().call_soon(self._deliver_now)
+            self._outbox.extend(rows)
 
-    def _deliver_now(self, rows: list[event_store.EventRow]) -> None:
+    def _deliver_now(self) -> None:
+        rows, self._outbox = self._outbox, []
         encoded = _Encoded()
         for row in rows:
             subs = self._by_user.get(row.user_id)
@@ -213,7 +217,7 @@ class EventHub:
         if transport is None or transport.is_closing():
             self.unsubscribe(conn)
             return False
-        if transport.get_write_buffer_size() > self.buffer_limit:
+        if conn.write_buffer_size > self.buffer_limit:
             log.info("push buffer of %s over %d bytes: asking it to resync", conn.peer, self.buffer_limit)
             conn.send(encode_push(RESYNC, {"LastSeq": sub.after}, sub.codec))
             self.unsubscribe(conn)
@@ -265,7 +269,7 @@ class EventHub:
             waited < patience
             and transport is not None
             and not transport.is_closing()
-            and transport.get_write_buffer_size() > self.buffer_limit // 2
+            and sub.conn.write_buffer_size > self.buffer_limit // 2
         ):
             await asyncio.sleep(0.02)
             waited += 0.02
@@ -286,7 +290,7 @@ class EventHub:
         for uid in user_ids:
             for sub in list(self._by_user.get(uid, ())):
                 transport = sub.conn.transport
-                if sub.conn is origin or transport is None or transport.get_write_buffer_size() > self.buffer_limit:
+                if sub.conn is origin or transport is None or sub.conn.write_buffer_size > self.buffer_limit:
                     continue  # ephemeral: dropping is fine
                 sub.conn.send(encode_push(TYPING, body, sub.codec))
 
