@@ -47,7 +47,9 @@ class Config:
     argon2_time_cost: int = 2
     argon2_memory_kib: int = 19456
     argon2_parallelism: int = 1
-    hash_threads: int = field(default_factory=lambda: os.cpu_count() or 2)
+    # argon2 threads: one core is left to the event loop, so a login storm
+    # queues in the hash pool instead of slowing every other request.
+    hash_threads: int = field(default_factory=lambda: max(1, (os.cpu_count() or 2) - 1))
     session_cache_size: int = 200_000
     durable: bool = True
     # mail: without smtp_url, messages are written to <data_dir>/outbox/*.eml
