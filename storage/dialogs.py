@@ -317,22 +317,38 @@ FROM target WHERE dm.dialog_id = $1 AND dm.user_id = $2
 RETURNING target.id
 """
 
-#: $1 dialog id, $2 reader: (my read mark, the furthest mark of anyone else).
-READ_MARKS_SQL = """
-SELECT max(last_read_message_id) FILTER (WHERE user_id = $2) AS mine,
-       coalesce(max(last_read_message_id) FILTER (WHERE user_id <> $2), 0) AS others
-FROM dialog_members WHERE dialog_id = $1
-"""
-
-
 async def mark_read(db: Database, dialog_id: int, user_id: int, message_key: str) -> int | None:
     """None if the message is not (or no longer) in the dialog."""
     return await db.fetchval("dialogs.mark_read", MARK_READ_SQL, dialog_id, user_id, message_key)
 
 
-async def read_marks(db: Database, dialog_id: int, user_id: int) -> tuple[int, int]:
-    row = await db.fetchrow("dialogs.read_marks", READ_MARKS_SQL, dialog_id, user_id)
-    return (row["mine"] or 0, row["others"]) if row else (0, 0)
+#: $1 dialog key, $2 reader: membership and read marks in one round trip.
+READER_SQL = """
+SELECT d.id, dm.last_read_message_id AS mine,
+       coalesce((SELECT max(o.last_read_message_id) FROM dialog_members o
+                 WHERE o.dialog_id = d.id AND o.user_id <> $2), 0) AS others
+FROM dialogs d
+JOIN dialog_members dm ON dm.dialog_id = d.id AND dm.user_id = $2
+WHERE d.key = $1
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Reader:
+    """A member about to read a dialog: its id, the newest message id the
+    member has read (``mine``) and the newest any other member has read
+    (``others``): a page marks others' messages read up to ``mine`` and the
+    member's own up to ``others``."""
+
+    dialog_id: int
+    mine: int
+    others: int
+
+
+async def reader(db: Database, key: str, user_id: int) -> Reader | None:
+    """None when ``user_id`` is not a member of dialog ``key`` (or there is none)."""
+    row = await db.fetchrow("dialogs.reader", READER_SQL, key, user_id)
+    return Reader(row["id"], row["mine"], row["others"]) if row else None
 
 
 async def my_dialogs(db: Database, user_id: int, *, since: datetime | None, take: int, skip: int) -> list[DialogItem]:

@@ -113,6 +113,7 @@ async def test_hot_queries_use_indexes_at_scale(scale_server, connect, capsys):
 
         queries = {
             "membership": (dialog_sql.MEMBERSHIP_SQL, big_key, uid),
+            "reader and read marks": (dialog_sql.READER_SQL, big_key, uid),
             "dialog access": (dialog_sql.ACCESS_SQL, big_key, uid),
             "dialog members": (dialog_sql.MEMBERS_SQL, big_id),
             "my dialogs": (dialog_sql.MY_DIALOGS_SQL, uid, 50, 0),

@@ -34,7 +34,8 @@ def format_date(value: datetime | None) -> str:
     from an answer an exact "since" point for the next catch-up request."""
     if value is None:
         return ""
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    # isoformat is several times faster than strftime (a history page formats 150 dates)
+    return value.astimezone(UTC).isoformat(timespec="microseconds")[:-6] + "Z"
 
 
 def parse_date(text: str, field: str) -> datetime:

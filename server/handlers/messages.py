@@ -178,7 +178,10 @@ async def _hide(call: Call, req: SendMessage) -> dict[str, Any]:
 @route(GET_MESSAGES)
 async def get_messages(call: Call) -> dict[str, Any]:
     req = GetMessages.parse(call.body)
-    dialog_id, _ = await member_of(call, req.dialog)
+    reader = await dialog_store.reader(call.app.db, req.dialog, call.user_id)
+    if reader is None:
+        raise NotFound(DIALOG_NOT_FOUND)
+    dialog_id = reader.dialog_id
     if req.msgkey is not None:
         message = await message_store.single(call.app.db, dialog_id, call.user_id, req.msgkey)
         if message is None:
@@ -189,8 +192,7 @@ async def get_messages(call: Call) -> dict[str, Any]:
         rows = await message_store.page(
             call.app.db, dialog_id, call.user_id, since=page.since, take=page.take, skip=page.skip
         )
-    mine, others = await dialog_store.read_marks(call.app.db, dialog_id, call.user_id)
-    me = call.user_id
+    mine, others, me = reader.mine, reader.others, call.user_id
     out = [message_out(m, m.id <= (others if m.author_id == me else mine)) for m in rows]
     return ok("Message found" if req.msgkey is not None else "List formed", Msg=out)
 
