@@ -19,7 +19,7 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import asyncpg
 
@@ -422,8 +422,12 @@ async def hide_message(db: Database, dialog_key: str, user_id: int, key: str) ->
 # -- reading ----------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class MessageRow:
+class MessageRow(NamedTuple):
+    """One stored message.  A NamedTuple built straight from the record (the
+    page queries select exactly these columns in this order): a history page
+    makes fifty of them, and a tuple is several times cheaper to build than a
+    frozen dataclass."""
+
     id: int
     key: str
     author_id: int | None
@@ -433,8 +437,8 @@ class MessageRow:
     deleted_at: datetime | None
     forwarded_key: str | None
     important: bool
-    media: tuple[str, ...]
-    positions: tuple[int, ...]
+    media: Sequence[str]
+    positions: Sequence[int]
 
 
 _VISIBLE = """
@@ -449,7 +453,8 @@ def _with_media(inner: str, order: str) -> str:
     """Page first, then look up the media of just that page's messages."""
     return f"""
 SELECT m.id, m.key, m.author_id, m.content, m.created_at, m.updated_at, m.deleted_at,
-       m.forwarded_key, m.important, media.keys AS media, media.positions AS positions
+       m.forwarded_key, m.important, coalesce(media.keys, '{{}}') AS media,
+       coalesce(media.positions, '{{}}') AS positions
 FROM ({inner}) AS m
 LEFT JOIN LATERAL (
     SELECT array_agg(mm.media_key ORDER BY mm.position, mm.media_key) AS keys,
@@ -497,20 +502,8 @@ DELETED_SINCE_SQL = _with_media(
 )
 
 
-def _message(row) -> MessageRow:
-    return MessageRow(
-        id=row["id"],
-        key=row["key"],
-        author_id=row["author_id"],
-        content=row["content"],
-        created_at=row["created_at"],
-        updated_at=row["updated_at"],
-        deleted_at=row["deleted_at"],
-        forwarded_key=row["forwarded_key"],
-        important=row["important"],
-        media=tuple(row["media"] or ()),
-        positions=tuple(row["positions"] or ()),
-    )
+def _message(row: Any) -> MessageRow:
+    return MessageRow._make(row)
 
 
 async def page(

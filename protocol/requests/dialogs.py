@@ -35,7 +35,9 @@ def format_date(value: datetime | None) -> str:
     if value is None:
         return ""
     # isoformat is several times faster than strftime (a history page formats 150 dates)
-    return value.astimezone(UTC).isoformat(timespec="microseconds")[:-6] + "Z"
+    if value.tzinfo is not UTC:  # PostgreSQL's timestamptz arrive in UTC already
+        value = value.astimezone(UTC)
+    return value.isoformat(timespec="microseconds")[:-6] + "Z"
 
 
 def parse_date(text: str, field: str) -> datetime:
