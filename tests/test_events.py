@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import asyncpg
 import pytest
 
 import client_sdk
@@ -196,3 +197,20 @@ async def test_events_cross_nodes_over_nats(start_server, new_database, nats_url
     finally:
         await alice.close()
         await bob.close()
+
+
+async def test_a_users_events_go_with_the_account(user, server):
+    """The event log has no per-row foreign key (migration 0011): deleting an
+    account still removes its events, through its counter row."""
+    alice, bob = await user(), await user()
+    dialog = await alice.create_dialog("gone", members=[bob.user_id])
+    await alice.send_message(dialog, "before bob goes")
+    conn = await asyncpg.connect(server.args[server.args.index("--database-url") + 1])
+    try:
+        count = "SELECT count(*) FROM events WHERE user_id = $1"
+        assert await conn.fetchval(count, bob.user_id) >= 2  # DialogCreated, NewMessage
+        await conn.execute("DELETE FROM users WHERE id = $1", bob.user_id)
+        assert await conn.fetchval(count, bob.user_id) == 0
+        assert await conn.fetchval(count, alice.user_id) >= 2
+    finally:
+        await conn.close()
