@@ -246,8 +246,6 @@ class MessageWriter:
         self.max_batch = max_batch
         self._queue: deque[tuple[NewMessage, asyncio.Future[Sent], int]] = deque()
         self._running = False
-        self.batches = 0
-        self.messages = 0
 
     async def add(self, message: NewMessage) -> Sent:
         """Store ``message`` (see ``NewMessage``); an existing key is not
@@ -290,8 +288,6 @@ class MessageWriter:
                 for _, future, _ in batch:
                     future.cancel()
                 raise
-            self.batches += 1
-            self.messages += len(batch)
             again = []
             for (message, future, tries), row in zip(batch, rows, strict=True):
                 sent = _sent(row)
