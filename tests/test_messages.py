@@ -6,10 +6,16 @@ from __future__ import annotations
 
 import asyncio
 import re
+from datetime import datetime
 
 import pytest
 
-from .support import refused
+from client_sdk.transport import CLIENT_ACCEPTS
+from protocol.codecs import Codec, decode_body, encode_body
+from protocol.frames import Decoder, Frame, FrameKind, encode_request
+from protocol.requests.dialogs import format_date
+
+from .support import ServerProcess, refused
 
 PNG = b"\x89PNG\r\n\x1a\n"
 DATE_RE = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z"
@@ -119,6 +125,75 @@ async def test_send_answer_shape_and_message_shape(user):
     assert item["hash"] is None and item["order"] is None
     one = await alice.call("GetMessages", {"pkDialog": key, "msgkey": answer["msgkey"]})
     assert one["Status"] == {"code": 200, "message": "Message found"} and one["Msg"] == page["Msg"]
+
+
+async def raw_answer(server: ServerProcess, name: str, body: dict, codec: Codec) -> bytes:
+    """The body of the server's answer to one request, byte for byte as sent."""
+    reader, writer = await asyncio.open_connection(server.host, server.port)
+    try:
+        writer.write(encode_request(1, name, body, codec))
+        decoder = Decoder(CLIENT_ACCEPTS, 64 << 20)
+        while True:
+            data = await asyncio.wait_for(reader.read(1 << 16), 10)
+            assert data, "connection closed before the answer"
+            for frame in decoder.feed(data):
+                assert isinstance(frame, Frame) and frame.kind == FrameKind.RESPONSE, frame
+                return bytes(frame.body)
+    finally:
+        writer.close()
+
+
+INFO_KEYS = ["msgKey", "idUser", "date", "content", "updateAt", "deleteAt", "forwardedKey", "read", "important"]
+
+
+async def test_history_page_bytes_are_the_message_items(user, server):
+    """A page's answer is exactly the bytes of its messages' one-message items
+    (same keys in the same order, same value types, the API's date text), in
+    both codecs, for the newest page, a catch-up page and an empty page."""
+    alice, bob = await user(), await user()
+    key = await alice.create_dialog("bytes", members=[bob.user_id])
+    first = await alice.upload_media(PNG + b"first", "png")
+    second = await alice.upload_media(PNG + b"second", "png")
+    photos = await alice.send_message(key, "Фото с поездки ✓", media=[first, second], order=[2, 1])
+    plain = await bob.send_message(key, "plain and important", important=True)
+    forwarded = await bob.forward_message(key, photos, comment="look")
+    edited = await alice.send_message(key, "typo")
+    await alice.edit_message(key, edited, "fixed")
+    hidden = await alice.send_message(key, "hidden from bob")
+    await bob.hide_message(key, hidden)
+    await alice.delete_message(key, await alice.send_message(key, "deleted"))
+    await bob.mark_read(key, plain)
+    empty = await alice.create_dialog("nothing yet", members=[bob.user_id])
+
+    pages = {"-1": [edited, forwarded, plain, photos], "2000-01-01T00:00:00Z": [photos, plain, forwarded, edited]}
+    for codec in (Codec.MSGPACK, Codec.JSON):
+        for date, expected in pages.items():
+            request = {"pkDialog": key, "date": date, "take": 50, "skip": 0, "sessia": bob.sessia()}
+            page = await raw_answer(server, "GetMessages", request, codec)
+            items = []
+            for msgkey in expected:
+                one = await raw_answer(server, "GetMessages", {"pkDialog": key, "msgkey": msgkey, "sessia": bob.sessia()}, codec)
+                items += decode_body(codec, one)["Msg"]
+            assert page == encode_body(codec, {"Status": {"code": 200, "message": "List formed"}, "Msg": items})
+            for item in items:
+                assert list(item) == ["infoMessage", "hash", "order"]
+                info = item["infoMessage"]
+                assert list(info) == INFO_KEYS
+                assert re.fullmatch(DATE_RE, info["date"])
+                assert format_date(datetime.fromisoformat(info["date"])) == info["date"]
+                assert (info["updateAt"] != "") == (info["msgKey"] == edited)
+                assert info["updateAt"] == "" or re.fullmatch(DATE_RE, info["updateAt"])
+                assert info["deleteAt"] == ""
+                assert type(info["idUser"]) is int and type(info["read"]) is bool and type(info["important"]) is bool
+                assert info["important"] == (info["msgKey"] == plain)
+                assert info["forwardedKey"] == (photos if info["msgKey"] == forwarded else "")
+                has_media = info["msgKey"] in (photos, forwarded)
+                assert item["hash"] == ([second, first] if has_media else None)
+                assert item["order"] == ([1, 2] if has_media else None)
+        request = {"pkDialog": empty, "date": "-1", "take": 50, "skip": 0, "sessia": bob.sessia()}
+        assert await raw_answer(server, "GetMessages", request, codec) == encode_body(
+            codec, {"Status": {"code": 200, "message": "List formed"}, "Msg": []}
+        )
 
 
 async def test_add_is_idempotent_with_a_client_key(user):

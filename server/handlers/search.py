@@ -39,12 +39,12 @@ async def _everywhere(call: Call, req: SearchEverywhere) -> dict[str, Any]:
 
 
 async def _in_dialogs(call: Call, req: SearchInDialogs) -> dict[str, Any]:
-    dialog_ids = await search_store.my_dialog_ids(call.app.db, call.user_id, req.dialogs)
-    if not dialog_ids:
+    dialogs = await search_store.my_dialog_ids(call.app.db, call.user_id, req.dialogs)
+    if not dialogs:
         raise NotFound(DIALOG_NOT_FOUND)
     page = req.page
     hits = await search_store.in_dialogs(
-        call.app.db, call.user_id, dialog_ids, like_pattern(req.text), take=page.take, skip=page.skip
+        call.app.db, call.user_id, dialogs, like_pattern(req.text), take=page.take, skip=page.skip
     )
     return ok(
         "Messages found",
