@@ -51,7 +51,7 @@ NO_ABUSE_LIMITS = {
     "SESSIA_MAX_CONNECTIONS_PER_IP": "0",
     **{f"SESSIA_RATE_{name}": "0/1" for name in (
         "AUTH_ACCOUNT", "AUTH_IP", "REGISTRATION_ACCOUNT", "REGISTRATION_IP", "EMAIL_ACCOUNT", "EMAIL_IP",
-        "SEND_MESSAGE", "MEDIA")},
+        "SEND_MESSAGE", "MEDIA", "SEARCH")},
 }
 
 

@@ -85,6 +85,7 @@ class Config:
     rate_email_ip: Rate = Rate(100, 600.0)
     rate_send_message: Rate = Rate(100, 10.0)
     rate_media: Rate = Rate(30, 60.0)
+    rate_search: Rate = Rate(30, 10.0)
 
     @property
     def media_dir(self) -> Path:
@@ -245,6 +246,8 @@ def build_parser(*, add_help: bool = True) -> argparse.ArgumentParser:
                    help="SendMessage per session: COUNT/SECONDS, 0 = no limit (default %(default)s)")
     p.add_argument("--rate-media", type=rate_arg, default=d.rate_media,
                    help="Media uploads per session: COUNT/SECONDS, 0 = no limit (default %(default)s)")
+    p.add_argument("--rate-search", type=rate_arg, default=d.rate_search,
+                   help="Search per session: COUNT/SECONDS, 0 = no limit (default %(default)s)")
     p.add_argument("--metrics-port", type=int, default=None,
                    help="serve Prometheus metrics over HTTP on this port (default off; 0 picks a free one)")
     p.add_argument("--metrics-host", default=d.metrics_host,

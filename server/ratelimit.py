@@ -137,7 +137,7 @@ class Limits:
     """Every rate limit of one server process, built from the configuration."""
 
     __slots__ = ("auth_account", "auth_ip", "registration_account", "registration_ip",
-                 "email_account", "email_ip", "send_message", "media")
+                 "email_account", "email_ip", "send_message", "media", "search")
 
     def __init__(self, config: Config) -> None:
         self.auth_account = RateLimiter(config.rate_auth_account, "login attempts for this account")
@@ -149,6 +149,7 @@ class Limits:
         self.email_ip = RateLimiter(config.rate_email_ip, "email requests from this address")
         self.send_message = RateLimiter(config.rate_send_message, "messages from this session")
         self.media = RateLimiter(config.rate_media, "uploads from this session")
+        self.search = RateLimiter(config.rate_search, "searches from this session")
 
 
 def peer_ip(peer: str) -> str:

@@ -142,6 +142,7 @@ def limited_server(start_server):
         "--rate-email-ip", "4/600",
         "--rate-send-message", "5/60",
         "--rate-media", "2/60",
+        "--rate-search", "3/60",
         "--max-connections-per-ip", "256",
     )
     yield server
@@ -287,6 +288,21 @@ async def test_media_per_session_limit(from_ip):
     with pytest.raises(TooManyRequests) as caught:
         await c.upload_media(b"three", "txt")
     assert caught.value.extra["RetryAfter"] == 30
+
+
+async def test_search_per_session_limit_and_other_sessions_go_on(from_ip):
+    alice = await registered(from_ip)
+    dialog = await alice.create_dialog("search limits")
+    await alice.send_message(dialog, "needle in the hay")
+    for _ in range(3):
+        assert (await alice.search_dialogs("needle")).dialogs == (dialog,)
+    with pytest.raises(TooManyRequests) as caught:
+        await alice.search_messages("needle", dialog)
+    assert caught.value.extra["RetryAfter"] == 20  # 3 per 60 s: one every 20 s
+    assert "searches from this session" in str(caught.value)
+    laptop = await from_ip(fresh_ip())
+    await laptop.login(alice.email, PASSWORD)
+    assert [h.key for h in await laptop.search_messages("needle", dialog)] != []
 
 
 async def test_connections_per_address_default_is_256_and_one_more_is_refused_with_429(limited_server):
