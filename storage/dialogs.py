@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from .db import Database
+from .planning import one_key
 
 OWNER = "owner"
 ADMIN = "admin"
@@ -276,10 +277,11 @@ FROM ({inner}) AS p
 LEFT JOIN LATERAL (
     SELECT count(*) AS unread FROM (
         SELECT 1 FROM messages m
-        WHERE m.dialog_id = p.dialog_id AND m.id > p.last_read_message_id
+        WHERE {one_key("m.dialog_id", "p.dialog_id")} AND m.id > p.last_read_message_id
           AND m.author_id IS DISTINCT FROM $1 AND m.deleted_at IS NULL
           AND NOT EXISTS (SELECT 1 FROM message_hidden h
                           WHERE h.dialog_id = m.dialog_id AND h.user_id = $1 AND h.message_id = m.id)
+        ORDER BY m.dialog_id, m.id  -- with one_key: a forward scan from the read mark that stops at the cap
         LIMIT {MAX_UNREAD}
     ) AS x
 ) AS u ON true

@@ -26,6 +26,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from .db import Database
+from .planning import one_key
 
 #: everyWhere: newest messages of a dialog read before its index entries are
 #: asked (one hit decides a dialog), and my dialogs are walked in activity
@@ -49,14 +50,11 @@ _VISIBLE_MATCH = """{m}.deleted_at IS NULL AND lower({m}.content) LIKE lower($2)
 
 #: The newest $4 messages of dialog ``t.id``.  The LIMIT keeps the text
 #: condition outside, so this is always a short backward range of the primary
-#: key, never an index lookup of the whole dialog.  ``BETWEEN t.id AND t.id``
-#: is ``= t.id``, but the planner estimates it as a range (a share of the
-#: table) instead of an average dialog: estimated as an average dialog, a
-#: window larger than that average was planned as a read and sort of the
-#: whole dialog, which for a long dialog is all of its messages.
-_WINDOW = """(
+#: key, never an index lookup of the whole dialog (``one_key``: planned as
+#: such even for a window larger than an average dialog).
+_WINDOW = f"""(
         SELECT r.dialog_id, r.id, r.key, r.content, r.deleted_at FROM messages r
-        WHERE r.dialog_id BETWEEN t.id AND t.id
+        WHERE {one_key("r.dialog_id", "t.id")}
         ORDER BY r.dialog_id DESC, r.id DESC
         LIMIT $4
     )"""
@@ -100,7 +98,7 @@ FROM unnest($3::bigint[], $4::bigint[]) AS t(id, upper)
 CROSS JOIN LATERAL (
     SELECT r.id, r.key, {_VISIBLE_MATCH.format(m="r")} AS hit
     FROM messages r
-    WHERE r.dialog_id BETWEEN t.id AND t.id
+    WHERE {one_key("r.dialog_id", "t.id")}
       AND r.id < coalesce(t.upper, 9223372036854775807) AND r.id > coalesce($5::bigint, 0)
     ORDER BY r.dialog_id DESC, r.id DESC
     LIMIT $6
