@@ -25,6 +25,7 @@ from typing import Any, NamedTuple
 import asyncpg
 
 from .db import Database
+from .dialogs import READER_SQL
 from .planning import one_key
 
 # -- sending --------------------------------------------------------------------------
@@ -543,14 +544,7 @@ _API_DATE = """coalesce(to_char({} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.
 #: stays two statements: it is planned per execution, and planning this one
 #: costs PostgreSQL more than the round trip it saves.
 HISTORY_NEWEST_SQL = f"""
-WITH r AS MATERIALIZED (
-    SELECT d.id, dm.last_read_message_id AS mine,
-           coalesce((SELECT max(o.last_read_message_id) FROM dialog_members o
-                     WHERE o.dialog_id = d.id AND o.user_id <> $2), 0) AS others
-    FROM dialogs d
-    JOIN dialog_members dm ON dm.dialog_id = d.id AND dm.user_id = $2
-    WHERE d.key = $1
-), page AS MATERIALIZED (
+WITH r AS MATERIALIZED ({READER_SQL}), page AS MATERIALIZED (
     SELECT m.id, m.key, m.author_id, m.content, m.created_at, m.updated_at, m.deleted_at,
            m.forwarded_key, m.important
     FROM r CROSS JOIN LATERAL (
