@@ -5,6 +5,7 @@ statement may switch to), and a page stays fast through the real server."""
 
 from __future__ import annotations
 
+import json
 import os
 import statistics
 import time
@@ -72,6 +73,32 @@ def unindexed(name: str, plan: str) -> list[str]:
     problems = [f"{name} uses no index"] if "Index" not in plan else []
     problems += [f"{name} scans all of {t}" for t in BIG_TABLES if f"Seq Scan on {t}" in plan]
     return [f"{p}:\n{plan}" for p in problems]
+
+
+async def analyzed(conn: asyncpg.Connection, sql: str, *args) -> dict:
+    """EXPLAIN ANALYZE of ``sql`` (JSON), its effects rolled back."""
+    tr = conn.transaction()
+    await tr.start()
+    try:
+        return json.loads(await conn.fetchval("EXPLAIN (ANALYZE, FORMAT JSON) " + sql, *args))[0]["Plan"]
+    finally:
+        await tr.rollback()
+
+
+def nodes(plan: dict):
+    yield plan
+    for child in plan.get("Plans", ()):
+        yield from nodes(child)
+
+
+def node(plan: dict, subplan: str) -> dict:
+    return next(n for n in nodes(plan) if n.get("Subplan Name") == subplan)
+
+
+def rescanned_ctes(plan: dict) -> list[str]:
+    """CTE scans run once per row of an outer input, with rows each time."""
+    return [f"{n['CTE Name']}: {n['Actual Loops']} loops of {n['Actual Rows']} rows" for n in nodes(plan)
+            if n["Node Type"] == "CTE Scan" and n["Actual Loops"] > 1 and n["Actual Rows"] >= 2]
 
 
 async def timed(samples: int, call) -> tuple[float, float]:
@@ -182,6 +209,14 @@ async def test_hot_queries_use_indexes_at_scale(scale_server, connect, capsys):
                 problems += [f"{name} does not use {REQUIRED_INDEX[name]}:\n{plan}"
                              for plan in (custom, generic) if REQUIRED_INDEX[name] not in plan]
         assert not problems, "\n\n".join(problems)
+
+        # A batch of sends is one statement; each of its steps must be linear in the batch:
+        # a CTE scanned again for every row of another is a nested loop, quadratic in it.
+        batch = [message_sql.NewMessage(key, uid, f"q{i:031}", "hello", datetime.now(UTC), "{}")
+                 for i, key in enumerate(seeded.dialog_keys[:MY_DIALOGS] * 10)]
+        plan = await analyzed(conn, message_sql.ADD_BATCH_SQL, *message_sql.batch_args(batch))
+        assert node(plan, "CTE ins")["Actual Rows"] == len(batch)
+        assert not rescanned_ctes(plan), rescanned_ctes(plan)
     finally:
         await conn.close()
 
