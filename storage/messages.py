@@ -468,11 +468,6 @@ ORDER BY m.id {order}
 """
 
 
-#: $1 dialog id, $2 reader, $3 take, $4 skip: the newest page, newest first.
-PAGE_NEWEST_SQL = _with_media(
-    f"SELECT * FROM messages m WHERE {_VISIBLE} ORDER BY m.id DESC LIMIT $3 OFFSET $4", "DESC"
-)
-
 #: ... $5 since: messages created or edited after it, oldest first (catch-up).
 #: The two conditions are separate range scans of their own indexes, so the
 #: plan stays proportional to what is new whatever the values (also as the
@@ -508,14 +503,12 @@ def _message(row: Any) -> MessageRow:
     return MessageRow._make(row)
 
 
-async def page(
-    db: Database, dialog_id: int, reader_id: int, *, since: datetime | None, take: int, skip: int
+async def page_since(
+    db: Database, dialog_id: int, reader_id: int, *, since: datetime, take: int, skip: int
 ) -> list[MessageRow]:
-    """Visible messages (not deleted, not hidden by the reader)."""
-    if since is None:
-        rows = await db.fetch("messages.page", PAGE_NEWEST_SQL, dialog_id, reader_id, take, skip)
-    else:
-        rows = await db.fetch("messages.page_since", PAGE_SINCE_SQL, dialog_id, reader_id, take, skip, since)
+    """The catch-up page: visible messages (not deleted, not hidden by the
+    reader) new or edited after ``since``.  The newest page is ``newest_page``."""
+    rows = await db.fetch("messages.page_since", PAGE_SINCE_SQL, dialog_id, reader_id, take, skip, since)
     return [_message(r) for r in rows]
 
 
@@ -538,8 +531,8 @@ _API_DATE = """coalesce(to_char({} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.
 #: whether another member has read it; for others', whether the reader has.
 #:
 #: ``r`` is ``storage.dialogs.READER_SQL``, materialized so that its subquery
-#: runs once, not once per message; the page is ``PAGE_NEWEST_SQL``'s, its
-#: dialog taken as a range (``planning.one_key``: the dialog comes from ``r``,
+#: runs once, not once per message; the page is the visible messages newest
+#: first, its dialog taken as a range (``planning.one_key``: the dialog comes from ``r``,
 #: and estimated as an average dialog a page at skip 1 000 of a long dialog
 #: was planned as a read and sort of all its messages, 167 ms instead of 2); the
 #: media of the whole page come from one index scan of the page's ids, grouped,

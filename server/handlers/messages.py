@@ -195,7 +195,8 @@ async def get_messages(call: Call) -> dict[str, Any]:
             raise NotFound(MESSAGE_NOT_FOUND)
         rows = [message]
     else:
-        rows = await message_store.page(
+        assert page.since is not None  # the newest page was answered above
+        rows = await message_store.page_since(
             call.app.db, dialog_id, call.user_id, since=page.since, take=page.take, skip=page.skip
         )
     mine, others, me = reader.mine, reader.others, call.user_id
