@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import asyncpg
@@ -33,13 +33,17 @@ CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
+def _unavailable(name: str, exc: BaseException) -> Unavailable:
+    log.warning("database unavailable during %s: %s", name, type(exc).__name__)
+    return Unavailable("storage unavailable, try again shortly")
+
+
 @contextlib.contextmanager
 def unavailable_on_connection_loss(name: str):
     try:
         yield
     except CONNECTION_ERRORS as exc:
-        log.warning("database unavailable during %s: %s", name, type(exc).__name__)
-        raise Unavailable("storage unavailable, try again shortly") from None
+        raise _unavailable(name, exc) from None
 
 
 async def _reset(conn: asyncpg.Connection) -> None:
@@ -60,6 +64,9 @@ class Database:
 
     def __init__(self, pool: asyncpg.Pool) -> None:
         self.pool = pool
+        #: what the one-statement calls run on: the pool here, the
+        #: transaction's connection in ``Transaction``
+        self._target: asyncpg.Pool | asyncpg.Connection = pool
 
     @contextlib.contextmanager
     def _timed(self, name: str):
@@ -100,21 +107,31 @@ class Database:
             async with self.pool.acquire() as conn:
                 yield conn
 
+    async def _call(self, name: str, method: Callable[..., Awaitable[Any]], sql: str, args: tuple) -> Any:
+        """One statement: connection loss becomes ``Unavailable`` and the time
+        goes to ``timings``.  Written out rather than as context managers: a
+        generator-based one costs a few microseconds per query, and every
+        request runs some."""
+        started = time.perf_counter()
+        try:
+            return await method(sql, *args)
+        except CONNECTION_ERRORS as exc:
+            raise _unavailable(name, exc) from None
+        finally:
+            if self.timings is not None:
+                self.timings.observe(name, time.perf_counter() - started)
+
     async def fetch(self, name: str, sql: str, *args: Any) -> list[asyncpg.Record]:
-        with self._timed(name):
-            return await self.pool.fetch(sql, *args)
+        return await self._call(name, self._target.fetch, sql, args)
 
     async def fetchrow(self, name: str, sql: str, *args: Any) -> asyncpg.Record | None:
-        with self._timed(name):
-            return await self.pool.fetchrow(sql, *args)
+        return await self._call(name, self._target.fetchrow, sql, args)
 
     async def fetchval(self, name: str, sql: str, *args: Any) -> Any:
-        with self._timed(name):
-            return await self.pool.fetchval(sql, *args)
+        return await self._call(name, self._target.fetchval, sql, args)
 
     async def execute(self, name: str, sql: str, *args: Any) -> str:
-        with self._timed(name):
-            return await self.pool.execute(sql, *args)
+        return await self._call(name, self._target.execute, sql, args)
 
     @contextlib.asynccontextmanager
     async def atomic(self, name: str) -> AsyncIterator[Transaction]:
@@ -131,6 +148,7 @@ class Transaction(Database):
 
     def __init__(self, conn: asyncpg.Connection) -> None:  # noqa: D107 - no pool here
         self.conn = conn
+        self._target = conn
 
     @contextlib.asynccontextmanager
     async def transaction(self, name: str) -> AsyncIterator[asyncpg.Connection]:
@@ -145,19 +163,3 @@ class Transaction(Database):
     @contextlib.asynccontextmanager
     async def atomic(self, name: str) -> AsyncIterator[Transaction]:
         yield self
-
-    async def fetch(self, name: str, sql: str, *args: Any) -> list[asyncpg.Record]:
-        with unavailable_on_connection_loss(name):
-            return await self.conn.fetch(sql, *args)
-
-    async def fetchrow(self, name: str, sql: str, *args: Any) -> asyncpg.Record | None:
-        with unavailable_on_connection_loss(name):
-            return await self.conn.fetchrow(sql, *args)
-
-    async def fetchval(self, name: str, sql: str, *args: Any) -> Any:
-        with unavailable_on_connection_loss(name):
-            return await self.conn.fetchval(sql, *args)
-
-    async def execute(self, name: str, sql: str, *args: Any) -> str:
-        with unavailable_on_connection_loss(name):
-            return await self.conn.execute(sql, *args)
