@@ -10,12 +10,12 @@ from datetime import datetime
 
 import pytest
 
-from client_sdk.transport import CLIENT_ACCEPTS
 from protocol.codecs import Codec, decode_body, encode_body
-from protocol.frames import Decoder, Frame, FrameKind, encode_request
+from protocol.frames import FrameKind, encode_request
 from protocol.requests.dialogs import format_date
 
 from .support import ServerProcess, refused
+from .test_wire import Wire
 
 PNG = b"\x89PNG\r\n\x1a\n"
 DATE_RE = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z"
@@ -129,18 +129,14 @@ async def test_send_answer_shape_and_message_shape(user):
 
 async def raw_answer(server: ServerProcess, name: str, body: dict, codec: Codec) -> bytes:
     """The body of the server's answer to one request, byte for byte as sent."""
-    reader, writer = await asyncio.open_connection(server.host, server.port)
+    wire = await Wire.open(server)
     try:
-        writer.write(encode_request(1, name, body, codec))
-        decoder = Decoder(CLIENT_ACCEPTS, 64 << 20)
-        while True:
-            data = await asyncio.wait_for(reader.read(1 << 16), 10)
-            assert data, "connection closed before the answer"
-            for frame in decoder.feed(data):
-                assert isinstance(frame, Frame) and frame.kind == FrameKind.RESPONSE, frame
-                return bytes(frame.body)
+        await wire.send(encode_request(1, name, body, codec))
+        frame = await wire.frame()
+        assert frame.kind == FrameKind.RESPONSE, frame
+        return bytes(frame.body)
     finally:
-        writer.close()
+        await wire.close()
 
 
 INFO_KEYS = ["msgKey", "idUser", "date", "content", "updateAt", "deleteAt", "forwardedKey", "read", "important"]
