@@ -200,9 +200,8 @@ async def in_dialogs(
     first: the page ``skip``..``skip + take``.  See ``_Candidates``."""
     wanted = skip + take
     found = _Candidates(list(dialogs), wanted)
-    rows = IN_DIALOGS_WINDOW
+    reading, rows = list(dialogs), IN_DIALOGS_WINDOW  # first the newest messages of all
     for _ in range(1 + IN_DIALOGS_ROUNDS):
-        reading = found.to_read()
         if not reading:
             break
         floor = found.floor()
@@ -219,7 +218,8 @@ async def in_dialogs(
                 found.read_to(d, None)
             else:
                 found.read_to(d, r["lowest"])
-        rows = IN_DIALOGS_READ_ON
+        # then on below, in the open dialogs whose messages so far held the word
+        reading, rows = [d for d in found.open() if found.matches[d]], IN_DIALOGS_READ_ON
     rest = found.open()
     if rest:
         result = await db.fetch("search.index_matches", INDEX_MATCHES_SQL, user_id, pattern, rest, wanted)
@@ -244,7 +244,6 @@ class _Candidates:
         self.matches: dict[int, list[tuple[int, str]]] = {d: [] for d in dialogs}
         #: lowest id read, for dialogs with messages left below it
         self.lowest: dict[int, int] = {}
-        self.unread: set[int] = set(dialogs)
 
     def add(self, dialog: int, matches: Iterable[tuple[int, str]]) -> None:
         self.matches[dialog] += matches
@@ -254,7 +253,6 @@ class _Candidates:
         and has messages below it; None: nothing of it unread can be on the
         page (read to its first message, or down to the floor, which only
         rises as matches are found)."""
-        self.unread.discard(dialog)
         if lowest is None:
             self.lowest.pop(dialog, None)
         else:
@@ -265,23 +263,14 @@ class _Candidates:
         ids = sorted((i for found in self.matches.values() for i, _ in found), reverse=True)
         return ids[self.wanted - 1] if len(ids) >= self.wanted else None
 
-    def _pending(self) -> list[int]:
+    def open(self) -> list[int]:
+        """Dialogs read so far that may still hold messages of the page below
+        what was read."""
         floor = self.floor()
         return [
             d for d, lowest in self.lowest.items()
             if len(self.matches[d]) < self.wanted and (floor is None or lowest > floor)
         ]
-
-    def to_read(self) -> list[int]:
-        """Dialogs to read (further): all at first, then those still open
-        whose messages so far held the word."""
-        if self.unread:
-            return sorted(self.unread)
-        return [d for d in self._pending() if self.matches[d]]
-
-    def open(self) -> list[int]:
-        """Dialogs that may still hold messages of the page below what was read."""
-        return self._pending()
 
     def replace(self, dialogs: list[int], matches: list[tuple[int, int, str]]) -> None:
         """The index's answer for ``dialogs``: each one's newest matches."""
