@@ -38,21 +38,10 @@ def message_out(m: message_store.MessageRow, read: bool | str = "") -> dict[str,
     """The original's ``Msg`` item; unset dates are empty strings as there.
     ``read``: for a reader's own message, whether another member has read it;
     for others' messages, whether the reader has ("" where not computed)."""
-    return {
-        "infoMessage": {
-            "msgKey": m.key,
-            "idUser": m.author_id,
-            "date": format_date(m.created_at),
-            "content": m.content,
-            "updateAt": format_date(m.updated_at),
-            "deleteAt": format_date(m.deleted_at),
-            "forwardedKey": m.forwarded_key or "",
-            "read": read,
-            "important": m.important,
-        },
-        "hash": list(m.media) or None,
-        "order": list(m.positions) or None,
-    }
+    fields = (read, m.key, m.author_id, m.content, format_date(m.created_at), format_date(m.updated_at),
+              format_date(m.deleted_at), m.forwarded_key or "", m.important, list(m.media) or None,
+              list(m.positions) or None)
+    return page_out((fields,))[0]
 
 
 @route(SEND_MESSAGE)
@@ -205,9 +194,10 @@ async def get_messages(call: Call) -> dict[str, Any]:
 
 
 def page_out(rows: Sequence[Sequence[Any]]) -> list[dict[str, Any]]:
-    """``message_out``'s items, straight from ``message_store.newest_page``'s rows
-    (dates already the API's text, read marks applied): a page is the hot
-    read, and this builds no intermediate object and formats no date."""
+    """The one definition of the ``Msg`` item, from rows of
+    ``message_store.newest_page``'s columns (read, key, author, content, the
+    three dates as the API's text, forwarded key, important, media,
+    positions): the newest page is the hot read, and its rows come ready."""
     return [
         {
             "infoMessage": {
