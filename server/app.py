@@ -33,7 +33,15 @@ from .mail import Mailer
 from .metrics import MetricsServer, Timings
 from .passwords import Passwords
 from .ratelimit import Limits
-from .sessions import ClientRegistry, Revocation, Session, SessionCache, forget_token_signal, forget_user_signal
+from .sessions import (
+    ClientRegistry,
+    Revocation,
+    Session,
+    SessionCache,
+    forget_token_signal,
+    forget_user_signal,
+    parse_revocations,
+)
 
 log = logging.getLogger("sessia.server")
 
@@ -91,29 +99,44 @@ class App:
         self.clients.load(await client_store.list_clients(self.db))
 
     async def revoke_session(self, session: Session, spare: Connection | None = None) -> None:
-        """Log one session out everywhere: database, this node's cache and
-        connections, other nodes.  ``spare``: the connection that asked, which
-        stays open to get its answer (and may log in again)."""
+        """Log one session out everywhere: database, this node's cache,
+        connections and subscriptions, other nodes.  ``spare``: the connection
+        that asked, which stays open to get its answer (and may log in again)
+        but loses a subscription bound to the revoked session."""
         await session_store.revoke(self.db, session.id)
-        self.sessions.forget(session.token_hash)
-        self.close_connections(Revocation(session_id=session.id), spare)
-        await self.broker.publish("sessions", forget_token_signal(session.token_hash, session.id))
+        await self.sessions_ended(
+            Revocation(session_id=session.id, user_id=session.user_id), spare, token_digest=session.token_hash
+        )
 
     async def revoke_user_sessions(
-        self, user_id: int, except_session_id: int | None = None, conn=None, spare: Connection | None = None
+        self, user_id: int, except_session_id: int | None = None, spare: Connection | None = None
     ) -> list[int]:
-        """Revoke every session of a user but one (password change, reset, admin).
-        With ``conn`` the revocation joins the caller's transaction; the cache
-        is cleared at once (a failed transaction only costs a cache reload)."""
-        revoked = await session_store.revoke_all_for_user(conn or self.db, user_id, except_session_id)
-        self.sessions.forget_user(user_id, except_session_id)
-        self.close_connections(Revocation(user_id=user_id, keep=except_session_id), spare)
-        await self.broker.publish("sessions", forget_user_signal(user_id, except_session_id))
+        """Revoke every session of a user but one (password change, reset, admin)."""
+        revoked = await session_store.revoke_all_for_user(self.db, user_id, except_session_id)
+        await self.sessions_ended(Revocation(user_id=user_id, keep=except_session_id), spare)
         return revoked
 
-    def close_connections(self, revoked: Revocation, spare: Connection | None = None) -> None:
-        """Close every connection of this node that made a request with a
-        revoked session: a push subscription must not outlive its session."""
+    async def sessions_ended(
+        self, revoked: Revocation, spare: Connection | None = None, *, token_digest: bytes | None = None
+    ) -> None:
+        """What follows a revocation's COMMIT (never before it: a request
+        that reads the session row in between would see it live and cache
+        it): the cache forgets it (and loads in progress read again), every
+        connection that used it closes but ``spare``, every subscription bound
+        to it ends, and the other nodes are told to do the same."""
+        self.end_locally(revoked, spare, token_digest)
+        if revoked.session_id is not None:
+            if token_digest is not None:
+                await self.broker.publish("sessions", forget_token_signal(token_digest, revoked.session_id))
+        elif revoked.user_id is not None:
+            await self.broker.publish("sessions", forget_user_signal(revoked.user_id, revoked.keep))
+
+    def end_locally(self, revoked: Revocation, spare: Connection | None, token_digest: bytes | None = None) -> None:
+        """This node's part of ``sessions_ended``: synchronous, so that no
+        request can run between the cache forgetting a session and its
+        connections and subscriptions ending."""
+        self.sessions.revoked(revoked, token_digest)
+        self.events.end_subscriptions(revoked)
         for connection in list(self.connections):
             if connection is not spare and any(
                 revoked.covers(session_id, user_id) for session_id, user_id in connection.session_ids.items()
@@ -123,8 +146,8 @@ class App:
     def on_signal(self, channel: str, payload: str) -> None:
         """A signal from another node (see server/broker.py)."""
         if channel == "sessions":
-            for revoked in self.sessions.on_signal(payload):
-                self.close_connections(revoked)
+            for revoked, digest in parse_revocations(payload):
+                self.end_locally(revoked, None, digest)
         elif channel == "clients":
             task = asyncio.get_running_loop().create_task(self.reload_clients())
             _reloads.add(task)

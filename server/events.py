@@ -21,12 +21,14 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from protocol.codecs import Codec
-from protocol.events import PUSH_EVENT, PUSH_RESYNC, PUSH_TYPING
+from protocol.events import DIALOG_CREATED, MEMBER_KICKED, MEMBERS_ADDED, PUSH_EVENT, PUSH_RESYNC, PUSH_TYPING
 from protocol.frames import PushTemplate, encode_push
+from protocol.requests.dialogs import format_date
 from storage import events as event_store
 from storage.db import Database
 
 from .broker import Broker, chunk_items
+from .sessions import Revocation
 
 if TYPE_CHECKING:
     from .connection import Connection
@@ -46,15 +48,63 @@ class Subscription:
     conn: Connection
     user_id: int
     after: int
+    session_id: int = 0  # the session that subscribed: the subscription ends with it
     codec: int = Codec.MSGPACK
     catching_up: bool = False
     again: bool = False
     dropped: bool = False
-    early: dict[int, bytes] | None = None  # seq -> frame that arrived before its turn
+    early: dict[int, tuple[event_store.EventRow, bytes]] | None = None  # seq -> event that came before its turn
+    left: set[str] | None = None  # keys of dialogs this user was removed from, as seen in its events
+
+    def still_member(self, row: event_store.EventRow) -> bool:
+        """Whether the event, next in this user's sequence, is one the user may
+        still see.  A message that committed just after the user was removed
+        (its recipients were read a moment before the removal committed)
+        comes after the user's own ``MemberKicked`` in the sequence, and is
+        not pushed; the log read leaves it out the same way
+        (storage/events.py READ_AFTER_SQL)."""
+        payload = row.payload
+        key = payload.get("PkDialog")
+        if key is None:
+            return True
+        kind = row.kind
+        if kind == MEMBER_KICKED and payload.get("Id") == self.user_id:
+            if self.left is None:
+                self.left = set()
+            self.left.add(key)
+            return True
+        if self.left is None:
+            return True
+        if kind == DIALOG_CREATED or (kind == MEMBERS_ADDED and self.user_id in payload.get("Ids", ())):
+            self.left.discard(key)
+            return True
+        return key not in self.left
 
 
 def event_body(row: event_store.EventRow) -> dict[str, Any]:
-    return {"Seq": row.seq, "Kind": row.kind, **row.payload}
+    return {"Seq": row.seq, "Kind": row.kind, **current_payload(row)}
+
+
+def current_payload(row: event_store.EventRow) -> dict[str, Any]:
+    """The payload of an event read from the log, with the message it carries
+    as that message is now: a message deleted for everyone has lost its text,
+    media and forward everywhere, and an edited one shows only its latest text.
+    (A live push is the copy just committed; a later edit or delete follows
+    it as an event of its own.)"""
+    now = row.message
+    msg = row.payload.get("Msg")
+    if now is None or not isinstance(msg, dict):
+        return row.payload
+    info = dict(msg.get("infoMessage") or {})
+    if now.deleted_at is not None:
+        info.update(content="", forwardedKey="", deleteAt=format_date(now.deleted_at))
+        msg = {**msg, "infoMessage": info, "hash": None, "order": None}
+    elif info.get("content") != now.content:
+        info.update(content=now.content, updateAt=format_date(now.updated_at))
+        msg = {**msg, "infoMessage": info}
+    else:
+        return row.payload
+    return {**row.payload, "Msg": msg}
 
 
 class _Encoded:
@@ -89,9 +139,9 @@ class EventHub:
 
     # -- subscriptions -------------------------------------------------------------
 
-    def subscribe(self, conn: Connection, user_id: int, after: int, codec: int) -> Subscription:
+    def subscribe(self, conn: Connection, user_id: int, after: int, codec: int, session_id: int) -> Subscription:
         self.unsubscribe(conn)
-        sub = Subscription(conn, user_id, after, codec)
+        sub = Subscription(conn, user_id, after, session_id, codec)
         self._by_conn[conn] = sub
         self._by_user.setdefault(user_id, set()).add(sub)
         self._start_catch_up(sub)
@@ -108,15 +158,16 @@ class EventHub:
             if not subs:
                 del self._by_user[sub.user_id]
 
-    def unsubscribe_user(self, user_id: int, keep: Connection | None = None) -> list[Connection]:
-        """Drop every subscription of a user but ``keep``'s; returns their connections."""
-        conns = [s.conn for s in list(self._by_user.get(user_id, ())) if s.conn is not keep]
-        for conn in conns:
-            self.unsubscribe(conn)
-        return conns
-
-    def connections_of(self, user_id: int) -> list[Connection]:
-        return [s.conn for s in self._by_user.get(user_id, ())]
+    def end_subscriptions(self, revoked: Revocation) -> None:
+        """Sessions were revoked: every subscription bound to one of them ends
+        at once, on whatever connection it lives (the connection that asked
+        for the revocation stays open for its answer, but its subscription
+        does not outlive the session)."""
+        users = [revoked.user_id] if revoked.user_id is not None else list(self._by_user)
+        for user_id in users:
+            for sub in list(self._by_user.get(user_id, ())):
+                if revoked.covers(sub.session_id, sub.user_id):
+                    self.unsubscribe(sub.conn)
 
     @property
     def subscriptions(self) -> int:
@@ -192,18 +243,18 @@ class EventHub:
                 sub.early = {}
                 asyncio.get_running_loop().call_later(REORDER_WAIT, self._gap_check, sub)
             if len(sub.early) < MAX_EARLY:
-                sub.early[row.seq] = encoded.frame(row, sub.codec)
+                sub.early[row.seq] = (row, encoded.frame(row, sub.codec))
             else:
                 self._start_catch_up(sub)
             return
-        if self._send_frame(sub, row.seq, encoded.frame(row, sub.codec)):
+        if self._send_frame(sub, row, encoded.frame(row, sub.codec)):
             self._flush_early(sub)
 
     def _flush_early(self, sub: Subscription) -> None:
         early = sub.early
         while early:
-            frame = early.pop(sub.after + 1, None)
-            if frame is None or not self._send_frame(sub, sub.after + 1, frame):
+            held = early.pop(sub.after + 1, None)
+            if held is None or not self._send_frame(sub, *held):
                 break
 
     def _gap_check(self, sub: Subscription) -> None:
@@ -211,7 +262,7 @@ class EventHub:
         if early and not sub.dropped and max(early) > sub.after:
             self._start_catch_up(sub)
 
-    def _send_frame(self, sub: Subscription, seq: int, frame: bytes) -> bool:
+    def _send_frame(self, sub: Subscription, row: event_store.EventRow, frame: bytes) -> bool:
         conn = sub.conn
         transport = conn.transport
         if transport is None or transport.is_closing():
@@ -222,13 +273,14 @@ class EventHub:
             conn.send(encode_push(RESYNC, {"LastSeq": sub.after}, sub.codec))
             self.unsubscribe(conn)
             return False
-        conn.send(frame)
-        sub.after = seq
-        self.pushed += 1
+        sub.after = row.seq
+        if sub.still_member(row):
+            conn.send(frame)
+            self.pushed += 1
         return True
 
     def _send(self, sub: Subscription, row: event_store.EventRow) -> bool:
-        return self._send_frame(sub, row.seq, encode_push(EVENT, event_body(row), sub.codec))
+        return self._send_frame(sub, row, encode_push(EVENT, event_body(row), sub.codec))
 
     def _start_catch_up(self, sub: Subscription) -> None:
         if sub.dropped:
@@ -243,14 +295,18 @@ class EventHub:
         try:
             while not sub.dropped:
                 sub.again = False
-                rows, _ = await event_store.read_after(self.db, sub.user_id, sub.after, CATCH_UP_PAGE)
-                for row in rows:
+                start = sub.after
+                page = await event_store.read_after(self.db, sub.user_id, start, CATCH_UP_PAGE)
+                for row in page.rows:
                     await self._paced(sub)
                     if sub.dropped or row.seq <= sub.after:
                         continue
                     if not self._send(sub, row):  # still over the limit: Resync
                         return
-                if len(rows) < CATCH_UP_PAGE and not sub.again:
+                # Events of the page the reader may not see are passed over:
+                # their seqs are not waited for.
+                sub.after = max(sub.after, page.through)
+                if page.through - start < CATCH_UP_PAGE and not sub.again:
                     return
         except Exception as exc:
             log.warning("catch-up for user %d failed: %s", sub.user_id, exc)

@@ -4,6 +4,12 @@ A token is ``<64 hex>?<user id>`` (the original's shape).  Only its SHA-256
 is stored.  Known sessions are cached in memory so that a request costs no
 database round trip once its session has been seen; logout, password change
 and revocation invalidate the cache explicitly.
+
+A cache of authorization must never bring back what was revoked.  A load
+reads the session row, awaits, then caches it: if a revocation committed in
+between, the row it read is stale.  So every revocation bumps a generation
+counter after its commit, and a load that sees the counter move while it
+waited reads the row again instead of caching what it read.
 """
 
 from __future__ import annotations
@@ -69,6 +75,9 @@ class SessionCache:
         self._by_hash: dict[bytes, Session] = {}
         self._by_user: dict[int, set[bytes]] = {}
         self._seen: set[int] = set()  # session ids used since the last flush_seen
+        #: Bumped by every revocation (after its commit): a load that spans a
+        #: bump may have read a row that is revoked by now.
+        self.generation = 0
 
     def __len__(self) -> int:
         return len(self._by_hash)
@@ -85,6 +94,14 @@ class SessionCache:
         self._seen.add(session.id)
         return session, sessia
 
+    async def confirm(self, session: Session) -> None:
+        """Return only when ``session`` is live as of now (cached, or read
+        again): for a request that awaited since it was authenticated and is
+        about to bind something lasting to the session.  Raises Unauthorized
+        if it was revoked meanwhile."""
+        if session.token_hash not in self._by_hash:
+            await self._load(session.token_hash)
+
     async def flush_seen(self) -> None:
         """Write "last seen" of the sessions used since the last flush, in one
         statement: activity is recorded in batches, never per request."""
@@ -96,9 +113,14 @@ class SessionCache:
             raise
 
     async def _load(self, digest: bytes) -> Session:
-        row = await session_store.find_by_token_hash(self._db, digest)
-        if row is None or row.revoked_at is not None:
-            raise Unauthorized("invalid or revoked token")
+        while True:
+            generation = self.generation
+            row = await session_store.find_by_token_hash(self._db, digest)
+            if row is None or row.revoked_at is not None:
+                raise Unauthorized("invalid or revoked token")
+            if generation == self.generation:
+                break
+            # A revocation committed while the row was read: read it again.
         session = Session(id=row.id, user_id=row.user_id, device_id=row.device_id, token_hash=digest)
         self.add(session)
         return session
@@ -119,35 +141,46 @@ class SessionCache:
                 if not hashes:
                     del self._by_user[session.user_id]
 
+    def revoked(self, revocation: Revocation, token_digest: bytes | None = None) -> None:
+        """Sessions were revoked and the revocation has committed: drop them
+        from the cache, and make every load in progress read again."""
+        self.generation += 1
+        if revocation.session_id is None:
+            if revocation.user_id is not None:
+                self.forget_user(revocation.user_id, revocation.keep)
+        elif token_digest is not None:
+            self.forget(token_digest)
+        else:
+            for digest in [d for d, s in self._by_hash.items() if s.id == revocation.session_id]:
+                self.forget(digest)
+
     def forget_user(self, user_id: int, except_session_id: int | None = None) -> None:
         for digest in list(self._by_user.get(user_id, ())):
             session = self._by_hash.get(digest)
             if session is not None and session.id != except_session_id:
                 self.forget(digest)
 
-    def on_signal(self, payload: str) -> list[Revocation]:
-        """Another node revoked sessions: ``t:<token hash hex>:<session id>`` or
-        ``u:<user id>:<session id kept or empty>``, comma-separated.  Returns
-        what was revoked, so that the caller can close connections too."""
-        revoked = []
-        for item in payload.split(","):
-            kind, _, rest = item.partition(":")
-            if kind == "t":
-                digest, _, session_id = rest.partition(":")
-                self.forget(bytes.fromhex(digest))
-                if session_id:
-                    revoked.append(Revocation(session_id=int(session_id)))
-            elif kind == "u":
-                user, _, keep = rest.partition(":")
-                self.forget_user(int(user), int(keep) if keep else None)
-                revoked.append(Revocation(user_id=int(user), keep=int(keep) if keep else None))
-        return revoked
+
+def parse_revocations(payload: str) -> list[tuple[Revocation, bytes | None]]:
+    """A ``sessions`` signal from another node: ``t:<token hash hex>:<session
+    id>`` or ``u:<user id>:<session id kept or empty>``, comma-separated; each
+    with the token hash it names, if any."""
+    revoked: list[tuple[Revocation, bytes | None]] = []
+    for item in payload.split(","):
+        kind, _, rest = item.partition(":")
+        if kind == "t":
+            digest, _, session_id = rest.partition(":")
+            revoked.append((Revocation(session_id=int(session_id) if session_id else None), bytes.fromhex(digest)))
+        elif kind == "u":
+            user, _, keep = rest.partition(":")
+            revoked.append((Revocation(user_id=int(user), keep=int(keep) if keep else None), None))
+    return revoked
 
 
 @dataclass(frozen=True, slots=True)
 class Revocation:
-    """Which sessions were revoked: one (``session_id``), or every session of
-    ``user_id`` but ``keep``."""
+    """Which sessions were revoked: one (``session_id``; ``user_id``, when
+    known, is its user's), or every session of ``user_id`` but ``keep``."""
 
     session_id: int | None = None
     user_id: int | None = None

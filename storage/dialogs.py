@@ -101,6 +101,23 @@ async def access(db: Database, key: str, user_id: int) -> Access | None:
     return Access(_dialog(row), row["role"]) if row else None
 
 
+LOCK_DIALOG_SQL = "SELECT id FROM dialogs WHERE key = $1 FOR UPDATE"
+
+
+async def lock_access(db: Database, key: str, user_id: int) -> Access | None:
+    """``access`` for a change: inside the caller's transaction, lock the
+    dialog row first, then read the dialog and the caller's role.
+
+    Every change of a dialog's settings or members goes through here, so they
+    run one at a time per dialog, and each decides who may do it from rows
+    that cannot change under it until it commits: a kick that commits first
+    is seen (the read is a new statement, after the lock was granted), and a
+    kick that comes second waits for this change to commit."""
+    if await db.fetchval("dialogs.lock", LOCK_DIALOG_SQL, key) is None:
+        return None
+    return await access(db, key, user_id)
+
+
 async def membership(db: Database, key: str, user_id: int) -> tuple[int, str] | None:
     """(dialog id, role) if ``user_id`` is a member of dialog ``key``."""
     row = await db.fetchrow("dialogs.membership", MEMBERSHIP_SQL, key, user_id)

@@ -21,16 +21,37 @@ from protocol.status import Gone
 from .db import Database
 
 
+class MessageNow(NamedTuple):
+    """A message as it is now, beside an event that carries a copy of it as
+    it was: the copy must not outlive an edit or a delete."""
+
+    content: str
+    updated_at: datetime | None
+    deleted_at: datetime | None
+
+
 class EventRow(NamedTuple):
     """One event of one user's log.  A NamedTuple: a message to a dialog of a
     thousand members makes a thousand of them, and a tuple is several times
-    cheaper to build than a frozen dataclass."""
+    cheaper to build than a frozen dataclass.  ``message``: on a read of the
+    log, for an event about a message, that message as it is now."""
 
     user_id: int
     seq: int
     kind: str
     payload: dict[str, Any]
     created_at: datetime
+    message: MessageNow | None = None
+
+
+class EventPage(NamedTuple):
+    """A read of the log: the events the reader may see, the user's newest
+    seq, and the newest seq examined (``through``: the events between the
+    last one returned and it are about dialogs the reader has left)."""
+
+    rows: list[EventRow]
+    last_seq: int
+    through: int
 
 
 APPEND_SQL = """
@@ -49,20 +70,28 @@ SELECT user_id, last_seq, $2, $3::jsonb FROM bumped
 RETURNING user_id, seq, created_at
 """
 
+#: The log as its reader may see it now.  An event about a dialog (a
+#: ``PkDialog`` in its payload) is kept only while the reader is a member: a
+#: member who left or was removed loses the dialog's history, its events
+#: included, but keeps the event of their own removal.  An event that carries
+#: a message (``Msg.infoMessage.msgKey``) comes with that message's current
+#: text and dates, so that an edit or a delete for everyone reaches the
+#: copies in every log at once.  The filter runs over a page of the log, not
+#: before the limit: ``through`` tells how far the page reached.
 READ_AFTER_SQL = """
-SELECT seq, kind, payload::text AS payload, created_at FROM events
-WHERE user_id = $1 AND seq > $2 ORDER BY seq LIMIT $3
+SELECT e.seq, e.kind, e.payload::text AS payload, e.created_at,
+       (e.dialog_key IS NULL OR dm.user_id IS NOT NULL
+        OR (e.kind = 'MemberKicked' AND e.payload->>'Id' = e.user_id::text)) AS visible,
+       m.id IS NOT NULL AS has_message, m.content, m.updated_at, m.deleted_at
+FROM (
+    SELECT ev.*, ev.payload->>'PkDialog' AS dialog_key FROM events ev
+    WHERE ev.user_id = $1 AND ev.seq > $2 ORDER BY ev.seq LIMIT $3
+) AS e
+LEFT JOIN dialogs d ON d.key = e.dialog_key
+LEFT JOIN dialog_members dm ON dm.dialog_id = d.id AND dm.user_id = e.user_id
+LEFT JOIN messages m ON m.dialog_id = d.id AND m.key = e.payload #>> '{Msg,infoMessage,msgKey}'
+ORDER BY e.seq
 """
-
-READ_MANY_SQL = """
-SELECT e.user_id, e.seq, e.kind, e.payload::text AS payload, e.created_at
-FROM unnest($1::bigint[], $2::bigint[]) AS w(user_id, after)
-JOIN LATERAL (
-    SELECT * FROM events ev WHERE ev.user_id = w.user_id AND ev.seq > w.after ORDER BY ev.seq LIMIT $3
-) e ON true
-ORDER BY e.user_id, e.seq
-"""
-
 
 async def append(conn: asyncpg.Connection, user_ids: list[int] | set[int], kind: str, payload: dict[str, Any]) -> list[EventRow]:
     """Record one event for each recipient, inside the caller's transaction."""
@@ -73,8 +102,9 @@ async def append(conn: asyncpg.Connection, user_ids: list[int] | set[int], kind:
     return [EventRow(r["user_id"], r["seq"], kind, payload, r["created_at"]) for r in rows]
 
 
-async def read_after(db: Database, user_id: int, after: int, limit: int) -> tuple[list[EventRow], int]:
-    """Events after ``after`` (oldest first) and the user's latest seq.
+async def read_after(db: Database, user_id: int, after: int, limit: int) -> EventPage:
+    """Events after ``after`` (oldest first) as the user may see them now
+    (see READ_AFTER_SQL), and the user's latest seq.
 
     Raises Gone when events after ``after`` have already been trimmed away:
     the client must resync its state instead of replaying."""
@@ -85,17 +115,20 @@ async def read_after(db: Database, user_id: int, after: int, limit: int) -> tupl
         last_seq, trimmed = (state["last_seq"], state["trimmed_through"]) if state else (0, 0)
         if after < trimmed:
             raise Gone(f"events up to {trimmed} are no longer kept: resync and continue from {last_seq}", LastSeq=last_seq)
-        rows = await conn.fetch(READ_AFTER_SQL, user_id, after, limit)
-    return [EventRow(user_id, r["seq"], r["kind"], orjson.loads(r["payload"]), r["created_at"]) for r in rows], last_seq
-
-
-async def read_many(db: Database, wanted: dict[int, int], limit: int = 1000) -> list[EventRow]:
-    """For each user id -> after-seq, the events after it (cross-node delivery)."""
-    if not wanted:
-        return []
-    users = list(wanted)
-    rows = await db.fetch("events.read_many", READ_MANY_SQL, users, [wanted[u] for u in users], limit)
-    return [EventRow(r["user_id"], r["seq"], r["kind"], orjson.loads(r["payload"]), r["created_at"]) for r in rows]
+        records = await conn.fetch(READ_AFTER_SQL, user_id, after, limit) if limit else []
+    rows = [
+        EventRow(
+            user_id,
+            r["seq"],
+            r["kind"],
+            orjson.loads(r["payload"]),
+            r["created_at"],
+            MessageNow(r["content"], r["updated_at"], r["deleted_at"]) if r["has_message"] else None,
+        )
+        for r in records
+        if r["visible"]
+    ]
+    return EventPage(rows, last_seq, records[-1]["seq"] if records else after)
 
 
 async def last_seq(db: Database, user_id: int) -> int:

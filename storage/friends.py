@@ -10,6 +10,7 @@ always ends in one of the legal states and never in half of one.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import asyncpg
@@ -33,6 +34,22 @@ async def blocked_between(db: Database, a: int, b: int) -> bool:
         a,
         b,
     )
+
+
+BLOCKED_AMONG_SQL = """
+SELECT coalesce(array_agg(u.id ORDER BY u.n), '{}')
+FROM unnest($2::bigint[]) WITH ORDINALITY AS u(id, n)
+WHERE EXISTS (SELECT 1 FROM blocks b
+              WHERE (b.blocker_id = $1 AND b.blocked_id = u.id) OR (b.blocker_id = u.id AND b.blocked_id = $1))
+"""
+
+
+async def blocked_among(db: Database, user_id: int, others: Sequence[int]) -> list[int]:
+    """Those of ``others`` with a block between them and ``user_id``, either
+    way, in the order given."""
+    if not others:
+        return []
+    return list(await db.fetchval("friends.blocked_among", BLOCKED_AMONG_SQL, user_id, list(others)))
 
 
 @dataclass(frozen=True, slots=True)

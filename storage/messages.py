@@ -334,12 +334,17 @@ class MessageWriter:
 
 # -- edit, delete, hide ------------------------------------------------------------------
 
+#: The caller's membership row is locked (FOR SHARE) for the rest of the
+#: transaction: a kick or a change of role that commits first is seen (the row
+#: is read again once the lock is granted), one that comes second waits.  The
+#: right to change a message is decided against rows that cannot change under it.
 _TARGET = """
 WITH me AS (
     SELECT dm.dialog_id, dm.role
     FROM dialogs d
     JOIN dialog_members dm ON dm.dialog_id = d.id AND dm.user_id = $2
     WHERE d.key = $1
+    FOR SHARE OF dm
 ), target AS (
     SELECT msg.dialog_id, msg.id, msg.author_id, msg.deleted_at
     FROM messages msg JOIN me ON msg.dialog_id = me.dialog_id

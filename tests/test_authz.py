@@ -118,9 +118,32 @@ async def test_someone_elses_private_upload_is_404_like_an_unknown_key(scene):
     real = await scene.bob.call("GetMedia", {"hash": scene.private_media})
     fake = await scene.bob.call("GetMedia", {"hash": unknown_key()})
     assert real == fake == {"Status": {"code": 404, "message": "media not found"}}
-    # ...and cannot become someone else's profile photo
-    answer = await scene.bob.call("ChangeUser", {"imagekey": scene.private_media})
-    assert answer["Status"] == {"code": 403, "message": "imagekey: a profile photo must be your own upload"}
+
+
+
+#: Every request that takes a media key: the body for key ``k`` in a dialog ``d`` the caller owns.
+MEDIA_KEY_REQUESTS: list[tuple[str, Callable[[str, str], dict[str, Any]]]] = [
+    ("GetMedia", lambda k, d: {"hash": k}),
+    ("ChangeUser", lambda k, d: {"imagekey": k}),
+    ("CreateDialog", lambda k, d: {"dialog": {"name": "with a photo", "private": True, "idUsers": [], "photo": k}}),
+    ("ChangeDialog", lambda k, d: {"dialog": {"pkDialog": d, "photo": k}}),
+    ("SendMessage", lambda k, d: {"operation": "add",
+                                  "message": {"infoMessage": {"pkDialog": d, "content": "x"}, "hash": [k]}}),
+]
+
+
+@pytest.mark.parametrize("name,body", MEDIA_KEY_REQUESTS, ids=[n for n, _ in MEDIA_KEY_REQUESTS])
+async def test_no_request_tells_a_foreign_private_upload_from_an_unknown_key(scene, name, body):
+    """One rule everywhere: a key the caller may not download is answered
+    as a key that does not exist, whatever the request."""
+    fake = unknown_key()
+    own = await scene.bob.create_dialog("bob's own")
+    real = await scene.bob.call(name, body(scene.private_media, own))
+    unknown = await scene.bob.call(name, body(fake, own))
+    assert real["Status"]["code"] == 404, real
+    assert real["Status"]["message"].replace(scene.private_media, "KEY") == unknown["Status"]["message"].replace(
+        fake, "KEY"
+    )
 
 
 # -- a member, but not allowed ---------------------------------------------------------------

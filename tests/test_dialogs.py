@@ -72,11 +72,35 @@ async def test_direct_dialog_with_a_blocked_user_is_refused_either_way(user):
     await bob.block(alice.user_id)
     await refused(403, alice.create_dialog("hi", members=[bob.user_id]), "one of you has blocked the other")
     await refused(403, bob.create_dialog("hi", members=[alice.user_id]), "one of you has blocked the other")
-    # A group is not a direct conversation.
-    group = await alice.create_dialog("group", members=[bob.user_id, carol.user_id])
-    assert await bob.dialog_members(group) == [alice.user_id, bob.user_id, carol.user_id]
+    # A group is no way around it either, for the one blocked or the one who blocked.
+    await refused(403, alice.create_dialog("group", members=[bob.user_id, carol.user_id]), "one of you has blocked")
+    await refused(403, bob.create_dialog("group", members=[alice.user_id, carol.user_id]), "one of you has blocked")
     await bob.unblock(alice.user_id)
     await alice.create_dialog("hi again", members=[bob.user_id])
+    group = await alice.create_dialog("group", members=[bob.user_id, carol.user_id])
+    assert await bob.dialog_members(group) == [alice.user_id, bob.user_id, carol.user_id]
+
+
+async def test_a_blocked_user_cannot_add_the_blocker_to_any_dialog(user):
+    """The back door: a dialog of one's own, then ChangeDialog adding the
+    blocker.  Refused like CreateDialog, with the same words, and the blocker
+    hears nothing of it (no event, so no name chosen by the blocked user)."""
+    alice, bob, carol = await user(), await user(), await user()
+    await alice.block(bob.user_id)
+    alone = await bob.create_dialog("you can't hide", private=True)
+    await refused(403, bob.change_dialog(alone, add_members=[alice.user_id]), "one of you has blocked the other")
+    await refused(403, bob.change_dialog(alone, add_members=[carol.user_id, alice.user_id]), "one of you has blocked")
+    assert await bob.dialog_members(alone) == [bob.user_id]  # carol was not added either: all or nothing
+    # Alice, who blocked him, cannot pull him into a dialog either.
+    mine = await alice.create_dialog("mine", members=[carol.user_id])
+    await refused(403, alice.change_dialog(mine, add_members=[bob.user_id]), "one of you has blocked the other")
+    # Alice's log has her block and her dialog, nothing of Bob's.
+    events = await alice.call("GetEvents", {"after": 0})
+    kinds = [(e["Kind"], e.get("name")) for e in events["Events"]]
+    assert kinds == [("Blocked", None), ("DialogCreated", "mine")], kinds
+    # A public dialog the blocker is in can still be joined by anyone: joining adds nobody else.
+    public = await alice.create_dialog("public room", private=False)
+    await bob.join(public)
 
 
 async def test_dialog_photo_must_be_own_upload_or_already_public(user):
@@ -86,14 +110,21 @@ async def test_dialog_photo_must_be_own_upload_or_already_public(user):
     assert (await alice.dialogs())[0].photo == mine
 
     bobs = await bob.upload_media(PNG + b"bob", "png")
-    await refused(422, alice.create_dialog("stolen", photo=bobs), "not your upload")
-    await refused(404, alice.create_dialog("ghost", photo="f" * 32), "media 'f{32}' not found")
-    await refused(422, alice.change_dialog(key, photo=bobs), "not your upload")
+    # Someone else's private upload is answered exactly as a key that does not exist.
+    stolen = await refused(404, alice.create_dialog("stolen", photo=bobs))
+    ghost = await refused(404, alice.create_dialog("ghost", photo=bobs[::-1]))
+    assert stolen.message.replace(bobs, "KEY") == ghost.message.replace(bobs[::-1], "KEY")
+    await refused(404, alice.change_dialog(key, photo=bobs), "not found")
 
     # Once bob shows his picture as a dialog photo it is public: anyone may reuse it.
     await bob.create_dialog("bob's", photo=bobs)
     await alice.change_dialog(key, photo=bobs)
     assert (await alice.dialogs())[0].photo == bobs
+    # A file Alice can see (attached in a dialog she is in) but did not upload is not hers to show.
+    shared = await bob.create_dialog("shared", members=[alice.user_id])
+    attached = await bob.upload_media(PNG + b"attached", "png")
+    await bob.send_message(shared, "look", media=[attached])
+    await refused(422, alice.change_dialog(key, photo=attached), "not your upload")
 
 
 async def test_change_dialog_by_owner_and_admins_only(user):

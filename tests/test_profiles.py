@@ -121,6 +121,10 @@ async def test_profile_photo_is_an_own_uploaded_image(user):
     with pytest.raises(NotFound, match="^no such media$"):
         await alice.change_user(image_key="0" * 32)
     bobs = await bob.upload_media(PNG, "png")
+    with pytest.raises(NotFound, match="^no such media$"):  # not one Alice may see: as if it did not exist
+        await alice.change_user(image_key=bobs)
+    # One Alice may see (Bob's profile photo) is still not hers to wear.
+    await bob.change_user(image_key=bobs)
     with pytest.raises(Forbidden, match="^imagekey: a profile photo must be your own upload$"):
         await alice.change_user(image_key=bobs)
     text = await alice.upload_media(b"hello", "txt")

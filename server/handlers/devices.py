@@ -30,7 +30,7 @@ from storage import sessions as session_store
 
 from ..dispatch import Call, route
 from ..mail import code_lifetime
-from ..sessions import Session
+from ..sessions import Revocation, Session
 
 if TYPE_CHECKING:
     from ..app import App
@@ -174,12 +174,15 @@ async def set_new_password(call: Call, req: ResetPassword) -> None:
             and pending.attempts < app.config.email_code_max_attempts
             and pending.email.lower() == user.email.lower()
         )
-        if usable and pending.matches(req.code):  # type: ignore[union-attr, arg-type]
+        right = usable and pending.matches(req.code)  # type: ignore[union-attr, arg-type]
+        if right:
             password_hash = await app.passwords.hash(req.new_password)  # type: ignore[arg-type]
             await email_codes.consume(conn, pending.id)  # type: ignore[union-attr]
             await users.set_password_hash(conn, user.id, password_hash)
-            await app.revoke_user_sessions(user.id, conn=conn, spare=call.conn)
-            return
-        if usable:
+            await session_store.revoke_all_for_user(conn, user.id, None)
+        elif usable:
             await email_codes.record_failure(conn, pending.id)  # type: ignore[union-attr]
-    raise Unprocessable(WRONG_RESET_CODE)
+    if not right:
+        raise Unprocessable(WRONG_RESET_CODE)
+    # After the commit: see App.sessions_ended.
+    await app.sessions_ended(Revocation(user_id=user.id), call.conn)

@@ -26,6 +26,7 @@ from protocol.status import Forbidden, NotFound, Unprocessable, ok
 from storage import dialogs as dialog_store
 from storage import events, friends, media
 from storage import messages as message_store
+from storage.db import Database, Transaction
 
 from ..dispatch import Call, route
 
@@ -47,19 +48,29 @@ async def member_of(call: Call, key: str) -> tuple[int, str]:
     return found
 
 
-async def check_users_exist(call: Call, user_ids: tuple[int, ...], field: str) -> None:
-    unknown = await dialog_store.unknown_users(call.app.db, user_ids)
+async def check_users_exist(db: Database, user_ids: tuple[int, ...], field: str) -> None:
+    unknown = await dialog_store.unknown_users(db, user_ids)
     if unknown:
         raise NotFound(f"{field}: no user with id {', '.join(map(str, unknown))}")
 
 
-async def check_photo(call: Call, key: str) -> None:
+async def check_no_blocks(tx: Transaction, user_id: int, others: tuple[int, ...]) -> None:
+    """Nobody is put into a dialog with a user they blocked or who blocked
+    them, by either of them: a group is no back door around a block.  The
+    refusal does not say who blocked whom."""
+    blocked = await friends.blocked_among(tx, user_id, others)
+    if blocked:
+        raise Forbidden(f"cannot start a dialog with user {blocked[0]}: one of you has blocked the other")
+
+
+async def check_photo(db: Database, user_id: int, key: str) -> None:
     """A dialog photo is a media key the caller uploaded, or one already shown
-    publicly (another dialog's or a profile photo)."""
-    row = await media.get_media(call.app.db, key)
+    publicly (another dialog's or a profile photo).  A key the caller may not
+    download is answered as one that does not exist (as GetMedia does)."""
+    row = await media.visible_to(db, key, user_id)
     if row is None:
         raise NotFound(f"dialog.photo: media {key!r} not found")
-    if row.owner_id != call.user_id and not await dialog_store.is_public_photo(call.app.db, key):
+    if row.owner_id != user_id and not await dialog_store.is_public_photo(db, key):
         raise Unprocessable("dialog.photo: not your upload; upload the picture with Media first")
 
 
@@ -67,12 +78,11 @@ async def check_photo(call: Call, key: str) -> None:
 async def create_dialog(call: Call) -> dict[str, Any]:
     req = CreateDialog.parse(call.body)
     others = tuple(u for u in req.members if u != call.user_id)
-    await check_users_exist(call, others, "dialog.idUsers")
-    if len(others) == 1 and await friends.blocked_between(call.app.db, call.user_id, others[0]):
-        raise Forbidden(f"cannot start a dialog with user {others[0]}: one of you has blocked the other")
+    await check_users_exist(call.app.db, others, "dialog.idUsers")
     if req.photo is not None:
-        await check_photo(call, req.photo)
+        await check_photo(call.app.db, call.user_id, req.photo)
     async with call.app.db.atomic("dialogs.create") as tx:
+        await check_no_blocks(tx, call.user_id, others)
         dialog = await dialog_store.create_dialog(
             tx,
             key=new_dialog_key(),
@@ -99,86 +109,100 @@ async def _tell_members(tx: Any, dialog_id: int, kind: str, payload: dict[str, A
 
 @route(CHANGE_DIALOG)
 async def change_dialog(call: Call) -> dict[str, Any]:
+    """Who may change what is decided inside the transaction that changes it,
+    with the dialog row locked (``dialog_store.lock_access``): a manager
+    kicked a moment earlier is refused, never half-obeyed."""
     req = ChangeDialog.parse(call.body)
-    db = call.app.db
-    access = await dialog_store.access(db, req.key, call.user_id)
-    if access is None:
-        raise NotFound(DIALOG_NOT_FOUND)
-    if not access.is_member:
-        if not access.dialog.private and req.only_adds(call.user_id):
-            async with db.atomic("dialogs.join") as tx:
-                await dialog_store.change_dialog(tx, access.dialog.id, add_members=req.add_members)
-                pushed = await _tell_members(
-                    tx, access.dialog.id, ev.MEMBERS_ADDED, {"PkDialog": req.key, "Ids": list(req.add_members)}
-                )
-            call.app.events.deliver(pushed)
-            return ok("Joined the dialog")
-        raise NotFound(DIALOG_NOT_FOUND)
+    async with call.app.db.atomic("dialogs.change") as tx:
+        access = await dialog_store.lock_access(tx, req.key, call.user_id)
+        if access is None:
+            raise NotFound(DIALOG_NOT_FOUND)
+        if not access.is_member:
+            if access.dialog.private or not req.only_adds(call.user_id):
+                raise NotFound(DIALOG_NOT_FOUND)
+            await dialog_store.change_dialog(tx, access.dialog.id, add_members=req.add_members)
+            pushed = await _tell_members(
+                tx, access.dialog.id, ev.MEMBERS_ADDED, {"PkDialog": req.key, "Ids": list(req.add_members)}
+            )
+            joined = True
+        else:
+            pushed = await _change(call, tx, req, access)
+            joined = False
+    call.app.events.deliver(pushed)
+    return ok("Joined the dialog" if joined else "Dialog changed")
+
+
+async def _change(call: Call, tx: Transaction, req: ChangeDialog, access: dialog_store.Access) -> list:
+    """A member's ChangeDialog, inside its transaction: refusals first, then
+    the change and its events."""
     if not access.is_manager:
         raise Forbidden("only the owner or an admin can change this dialog")
     if req.admins and access.role != dialog_store.OWNER:
         raise Forbidden("only the owner can appoint admins")
-    await check_users_exist(call, req.add_members, "dialog.IdUsers")
+    await check_users_exist(tx, req.add_members, "dialog.IdUsers")
+    old = access.dialog
     if req.admins:
-        members = await dialog_store.roles_of(db, access.dialog.id, req.admins)
+        members = await dialog_store.roles_of(tx, old.id, req.admins)
         outsiders = [u for u in req.admins if u not in members and u not in req.add_members]
         if outsiders:
             raise Unprocessable(f"dialog.admins: not members of this dialog: {', '.join(map(str, outsiders))}")
+    if req.add_members:
+        present = await dialog_store.roles_of(tx, old.id, req.add_members)
+        await check_no_blocks(tx, call.user_id, tuple(u for u in req.add_members if u not in present))
     if req.photo is not None:
-        await check_photo(call, req.photo)
-    async with db.atomic("dialogs.change") as tx:
-        await dialog_store.change_dialog(
-            tx,
-            access.dialog.id,
-            name=req.name,
-            private=req.private,
-            photo_key=req.photo,
-            add_members=req.add_members,
-            admins=req.admins,
+        await check_photo(tx, call.user_id, req.photo)
+    await dialog_store.change_dialog(
+        tx,
+        old.id,
+        name=req.name,
+        private=req.private,
+        photo_key=req.photo,
+        add_members=req.add_members,
+        admins=req.admins,
+    )
+    pushed = []
+    if req.name is not None or req.private is not None or req.photo is not None or req.admins:
+        summary = _summary(
+            req.key,
+            old.name if req.name is None else req.name,
+            old.photo_key if req.photo is None else req.photo,
+            old.private if req.private is None else req.private,
         )
-        pushed = []
-        old = access.dialog
-        if req.name is not None or req.private is not None or req.photo is not None or req.admins:
-            summary = _summary(
-                req.key,
-                old.name if req.name is None else req.name,
-                old.photo_key if req.photo is None else req.photo,
-                old.private if req.private is None else req.private,
-            )
-            pushed += await _tell_members(tx, old.id, ev.DIALOG_CHANGED, summary)
-        if req.add_members:
-            pushed += await _tell_members(tx, old.id, ev.MEMBERS_ADDED, {"PkDialog": req.key, "Ids": list(req.add_members)})
-    call.app.events.deliver(pushed)
-    return ok("Dialog changed")
+        pushed += await _tell_members(tx, old.id, ev.DIALOG_CHANGED, summary)
+    if req.add_members:
+        pushed += await _tell_members(tx, old.id, ev.MEMBERS_ADDED, {"PkDialog": req.key, "Ids": list(req.add_members)})
+    return pushed
 
 
 @route(KICK_USER)
 async def kick_user(call: Call) -> dict[str, Any]:
+    """Kick or leave, decided with the dialog row locked (see ChangeDialog)."""
     req = KickUser.parse(call.body)
-    dialog_id, role = await member_of(call, req.key)
-    if req.user_id == call.user_id:
-        await _remove(call, dialog_id, req.key, call.user_id)
-        return ok("You left the dialog")
+    async with call.app.db.atomic("dialogs.remove_member") as tx:
+        access = await dialog_store.lock_access(tx, req.key, call.user_id)
+        if access is None or not access.is_member:
+            raise NotFound(DIALOG_NOT_FOUND)
+        if req.user_id != call.user_id:
+            await _check_kick(tx, access, req.user_id)
+        dialog_id = access.dialog.id
+        await dialog_store.remove_member(tx, dialog_id, req.user_id)
+        payload = {"PkDialog": req.key, "Id": req.user_id, "By": call.user_id}
+        pushed = await _tell_members(tx, dialog_id, ev.MEMBER_KICKED, payload, extra=(req.user_id,))
+    call.app.events.deliver(pushed)
+    return ok("You left the dialog" if req.user_id == call.user_id else "User removed from the dialog")
+
+
+async def _check_kick(tx: Transaction, access: dialog_store.Access, user_id: int) -> None:
+    role = access.role
     if role not in dialog_store.MANAGERS:
         raise Forbidden("only the owner or an admin can remove members")
-    target = (await dialog_store.roles_of(call.app.db, dialog_id, [req.user_id])).get(req.user_id)
+    target = (await dialog_store.roles_of(tx, access.dialog.id, [user_id])).get(user_id)
     if target is None:
-        raise NotFound(f"user {req.user_id} is not a member of this dialog")
+        raise NotFound(f"user {user_id} is not a member of this dialog")
     if target == dialog_store.OWNER:
         raise Forbidden("the owner cannot be removed from the dialog")
     if target == dialog_store.ADMIN and role != dialog_store.OWNER:
         raise Forbidden("only the owner can remove an admin")
-    await _remove(call, dialog_id, req.key, req.user_id)
-    return ok("User removed from the dialog")
-
-
-async def _remove(call: Call, dialog_id: int, key: str, user_id: int) -> None:
-    """Kick or leave; the remaining members and the removed user are told."""
-    async with call.app.db.atomic("dialogs.remove_member") as tx:
-        await dialog_store.remove_member(tx, dialog_id, user_id)
-        payload = {"PkDialog": key, "Id": user_id, "By": call.user_id}
-        pushed = await _tell_members(tx, dialog_id, ev.MEMBER_KICKED, payload, extra=(user_id,))
-    call.app.events.deliver(pushed)
 
 
 def dialog_out(item: dialog_store.DialogItem) -> dict[str, Any]:

@@ -21,7 +21,12 @@ async def subscribe(call: Call) -> dict[str, Any]:
         after = req.after
         # Refuse a position older than the log keeps (410 with LastSeq).
         await event_store.read_after(call.app.db, call.user_id, after, 0)
-    call.app.events.subscribe(call.conn, call.user_id, after, call.codec)
+    session = call.session
+    assert session is not None
+    # The session may have been revoked while the log was read: subscribe
+    # only once it is known live again, with no await in between.
+    await call.app.sessions.confirm(session)
+    call.app.events.subscribe(call.conn, call.user_id, after, call.codec, session.id)
     return ok("Subscribed", LastSeq=after)
 
 
@@ -34,10 +39,17 @@ async def unsubscribe(call: Call) -> dict[str, Any]:
 @route(GET_EVENTS)
 async def get_events(call: Call) -> dict[str, Any]:
     req = GetEvents.parse(call.body)
-    rows, last = await event_store.read_after(call.app.db, call.user_id, req.after, req.take)
+    rows: list[event_store.EventRow] = []
+    after = req.after
+    while True:  # a page the reader may not wholly see is followed by the next
+        page = await event_store.read_after(call.app.db, call.user_id, after, req.take - len(rows))
+        rows += page.rows
+        if len(rows) >= req.take or page.through >= page.last_seq or page.through == after:
+            break
+        after = page.through
     return ok(
         "Events",
         Events=[event_body(r) for r in rows],
-        LastSeq=last,
-        More=bool(rows) and rows[-1].seq < last,
+        LastSeq=page.last_seq,
+        More=bool(rows) and rows[-1].seq < page.last_seq,
     )

@@ -24,9 +24,11 @@ from protocol.status import (
     ok,
 )
 from storage import email_codes, media, users
+from storage import sessions as session_store
 
 from ..dispatch import Call, route
 from ..mail import code_lifetime
+from ..sessions import Revocation
 
 if TYPE_CHECKING:
     import asyncpg
@@ -67,6 +69,8 @@ async def change_user(call: Call) -> dict[str, Any]:
     """Check every filled field first, then apply them all in one transaction:
     a refusal of any one leaves the profile exactly as it was."""
     req = ChangeUser.parse(call.body, call.app.config.min_password_length)
+    session = call.session
+    assert session is not None
     me = await current_user(call)
     if req.image_key is not None:
         await check_photo(call, req.image_key)
@@ -82,8 +86,9 @@ async def change_user(call: Call) -> dict[str, Any]:
             conn, me.id, nickname=req.nickname, photo_key=req.image_key, password_hash=new_hash
         )
         if new_hash is not None:
-            assert call.session is not None
-            await call.app.revoke_user_sessions(me.id, except_session_id=call.session.id, conn=conn)
+            await session_store.revoke_all_for_user(conn, me.id, session.id)
+    if new_hash is not None:  # after the commit: see App.sessions_ended
+        await call.app.sessions_ended(Revocation(user_id=me.id, keep=session.id), call.conn)
     return ok("profile updated", Messages=change_messages(req))
 
 
@@ -109,8 +114,10 @@ async def current_user(call: Call) -> users.User:
 
 
 async def check_photo(call: Call, key: str) -> None:
-    """A profile photo is an image the caller uploaded."""
-    row = await media.get_media(call.app.db, key)
+    """A profile photo is an image the caller uploaded.  A key the caller
+    may not download is answered as one that does not exist (as GetMedia
+    does): a photo field is no way to learn which keys exist."""
+    row = await media.visible_to(call.app.db, key, call.user_id)
     if row is None:
         raise NotFound("no such media")
     if row.owner_id != call.user_id:
