@@ -101,19 +101,30 @@ async def access(db: Database, key: str, user_id: int) -> Access | None:
     return Access(_dialog(row), row["role"]) if row else None
 
 
-LOCK_DIALOG_SQL = "SELECT id FROM dialogs WHERE key = $1 FOR UPDATE"
+# A fixed seed keeps these advisory-lock keys apart from other uses (friends' pair lock).
+_DIALOG_LOCK_SEED = 0x5E55D1A1
+
+#: The dialog's management lock, held until the transaction ends.  An advisory
+#: lock, not the dialog row's: a batch of sends updates that row
+#: (``last_message_at``) and locks its recipients' event counters in an order
+#: of its own, and a management transaction holding the row while it waits
+#: for a counter would deadlock with it.
+LOCK_DIALOG_SQL = """
+SELECT pg_advisory_xact_lock(hashtextextended('dialog:' || d.id::text, $2)) IS NOT NULL
+FROM dialogs d WHERE d.key = $1
+"""
 
 
 async def lock_access(db: Database, key: str, user_id: int) -> Access | None:
-    """``access`` for a change: inside the caller's transaction, lock the
-    dialog row first, then read the dialog and the caller's role.
+    """``access`` for a change: inside the caller's transaction, take the
+    dialog's management lock first, then read the dialog and the caller's role.
 
     Every change of a dialog's settings or members goes through here, so they
     run one at a time per dialog, and each decides who may do it from rows
     that cannot change under it until it commits: a kick that commits first
     is seen (the read is a new statement, after the lock was granted), and a
     kick that comes second waits for this change to commit."""
-    if await db.fetchval("dialogs.lock", LOCK_DIALOG_SQL, key) is None:
+    if await db.fetchval("dialogs.lock", LOCK_DIALOG_SQL, key, _DIALOG_LOCK_SEED) is None:
         return None
     return await access(db, key, user_id)
 

@@ -9,6 +9,7 @@ from protocol.status import ok
 from storage import events as event_store
 
 from ..dispatch import Call, route
+from ..events import CATCH_UP_PAGE as SCAN_PAGE
 from ..events import event_body
 
 
@@ -41,12 +42,13 @@ async def get_events(call: Call) -> dict[str, Any]:
     req = GetEvents.parse(call.body)
     rows: list[event_store.EventRow] = []
     after = req.after
-    while True:  # a page the reader may not wholly see is followed by the next
-        page = await event_store.read_after(call.app.db, call.user_id, after, req.take - len(rows))
+    while True:  # events the reader may no longer see are passed over, a scan page at a time
+        page = await event_store.read_after(call.app.db, call.user_id, after, max(req.take, SCAN_PAGE))
         rows += page.rows
         if len(rows) >= req.take or page.through >= page.last_seq or page.through == after:
             break
         after = page.through
+    del rows[req.take:]
     return ok(
         "Events",
         Events=[event_body(r) for r in rows],
