@@ -33,6 +33,19 @@ CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
+#: Errors after which PostgreSQL has rolled the transaction back and the same
+#: work, tried again, is expected to succeed: the request had no effect, and
+#: the client is told to retry (503), never a 500.
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
+    asyncpg.DeadlockDetectedError,
+    asyncpg.SerializationError,
+)
+
+
+def busy() -> Unavailable:
+    return Unavailable("storage busy, try again")
+
+
 def _unavailable(name: str, exc: BaseException) -> Unavailable:
     log.warning("database unavailable during %s: %s", name, type(exc).__name__)
     return Unavailable("storage unavailable, try again shortly")
@@ -75,6 +88,9 @@ class Database:
         try:
             with unavailable_on_connection_loss(name):
                 yield
+        except TRANSIENT_ERRORS as exc:
+            log.warning("%s rolled back by PostgreSQL (%s): answered 503", name, type(exc).__name__)
+            raise busy() from None
         finally:
             if self.timings is not None:
                 self.timings.observe(name, time.perf_counter() - started)

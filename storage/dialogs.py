@@ -238,53 +238,80 @@ WHERE dialog_id = $1 AND user_id = ANY($2::bigint[]) AND role = 'member'
 """
 
 
-async def change_dialog(
+async def change_members(db: Database, dialog_id: int, *, add_members: Sequence[int] = (), admins: Sequence[int] = ()) -> None:
+    """The member part of one ``ChangeDialog``: new members (those listed in
+    ``admins`` join as admins) and new admins."""
+    if add_members:
+        await db.execute("dialogs.add_members", ADD_MEMBERS_SQL, dialog_id, list(add_members), list(admins))
+    if admins:
+        await db.execute("dialogs.promote", PROMOTE_SQL, dialog_id, list(admins))
+
+
+async def change_settings(
     db: Database,
     dialog_id: int,
     *,
     name: str | None = None,
     private: bool | None = None,
     photo_key: str | None = None,
-    add_members: Sequence[int] = (),
-    admins: Sequence[int] = (),
 ) -> None:
-    """All the changes of one ``ChangeDialog``, together or not at all.  New
-    members listed in ``admins`` join as admins; ``updated_at`` moves so that
-    "dialogs changed since" finds the dialog."""
-    async with db.transaction("dialogs.change") as conn:
-        await conn.execute(UPDATE_SQL, dialog_id, name, private, photo_key)
-        if add_members:
-            await conn.execute(ADD_MEMBERS_SQL, dialog_id, list(add_members), list(admins))
-        if admins:
-            await conn.execute(PROMOTE_SQL, dialog_id, list(admins))
+    """The dialog row's part of one ``ChangeDialog`` (``None``: unchanged);
+    ``updated_at`` moves even when nothing else does, so that "dialogs
+    changed since" finds a dialog whose members changed.
+
+    Call it last in the transaction, after the events are appended: a batch
+    of sends locks its recipients' event counters first and the dialog row
+    after, and a transaction holding the dialog row while it waits for a
+    counter would deadlock with it."""
+    await db.execute("dialogs.change", UPDATE_SQL, dialog_id, name, private, photo_key)
 
 
 REMOVE_MEMBER_SQL = """
 DELETE FROM dialog_members WHERE dialog_id = $1 AND user_id = $2 RETURNING role
 """
 
-#: When the owner leaves, the longest-standing admin (else member) inherits the
-#: dialog; a dialog nobody is left in keeps no owner.
-HAND_OVER_SQL = """
+#: When the owner leaves, the longest-standing admin (else member) inherits
+#: the dialog; returns the heir (none when nobody is left).
+PROMOTE_HEIR_SQL = """
 WITH heir AS (
     SELECT user_id FROM dialog_members WHERE dialog_id = $1
     ORDER BY role = 'admin' DESC, joined_at, user_id
     LIMIT 1
-), promoted AS (
-    UPDATE dialog_members SET role = 'owner'
-    FROM heir WHERE dialog_members.dialog_id = $1 AND dialog_members.user_id = heir.user_id
 )
-UPDATE dialogs SET owner_id = (SELECT user_id FROM heir), updated_at = now() WHERE id = $1
+UPDATE dialog_members SET role = 'owner'
+FROM heir WHERE dialog_members.dialog_id = $1 AND dialog_members.user_id = heir.user_id
+RETURNING dialog_members.user_id
 """
 
+SET_OWNER_SQL = "UPDATE dialogs SET owner_id = $2, updated_at = now() WHERE id = $1"
 
-async def remove_member(db: Database, dialog_id: int, user_id: int) -> bool:
-    """Remove a member (kick or leave); False if they were not a member."""
-    async with db.transaction("dialogs.remove_member") as conn:
-        role = await conn.fetchval(REMOVE_MEMBER_SQL, dialog_id, user_id)
-        if role == OWNER:
-            await conn.execute(HAND_OVER_SQL, dialog_id)
-    return role is not None
+
+async def remove_member(db: Database, dialog_id: int, user_id: int) -> Removed | None:
+    """Remove a member (kick or leave); None if they were not a member.  When
+    the owner leaves, the heir becomes owner at once; the dialog row learns
+    it from ``set_owner``, which the caller runs last in the transaction
+    (see ``change_settings`` for why the dialog row comes last)."""
+    role = await db.fetchval("dialogs.remove_member", REMOVE_MEMBER_SQL, dialog_id, user_id)
+    if role is None:
+        return None
+    heir = await db.fetchval("dialogs.promote_heir", PROMOTE_HEIR_SQL, dialog_id) if role == OWNER else None
+    return Removed(role, heir)
+
+
+@dataclass(frozen=True, slots=True)
+class Removed:
+    """A removed member's role, and who inherited the dialog if they owned it."""
+
+    role: str
+    heir: int | None = None
+
+    @property
+    def new_owner(self) -> bool:
+        return self.role == OWNER
+
+
+async def set_owner(db: Database, dialog_id: int, owner_id: int | None) -> None:
+    await db.execute("dialogs.set_owner", SET_OWNER_SQL, dialog_id, owner_id)
 
 
 # -- listings -------------------------------------------------------------------------

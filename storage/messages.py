@@ -24,7 +24,7 @@ from typing import Any, NamedTuple
 
 import asyncpg
 
-from .db import Database
+from .db import Database, busy
 from .dialogs import READER_SQL
 from .planning import one_key
 
@@ -282,8 +282,8 @@ class MessageWriter:
             batch = self._take()
             try:
                 rows = await self.db.fetch("messages.add", ADD_BATCH_SQL, *batch_args([m for m, _, _ in batch]))
-            except asyncpg.DeadlockDetectedError as exc:
-                self._retry(batch, exc)
+            except asyncpg.DeadlockDetectedError:
+                self._retry(batch, busy())
                 continue
             except Exception as exc:
                 for _, future, _ in batch:

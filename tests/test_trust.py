@@ -25,6 +25,15 @@ PASSWORD = "correct horse battery"
 _names = itertools.count(1)
 
 
+@pytest.fixture(autouse=True)
+def no_tracebacks(server):
+    """Whatever races, the server answers deliberately: no 500, no traceback."""
+    start = len(server.log)
+    yield
+    new = server.log[start:]
+    assert not [line for line in new if "Traceback" in line or "unhandled error" in line], "\n".join(new[-60:])
+
+
 async def same_session(connect, owner: client_sdk.Client) -> client_sdk.Client:
     """Another connection of ``owner``'s session (same token, same device)."""
     c = await connect(device=owner.device.deviceid)
@@ -120,6 +129,7 @@ async def test_a_manager_removed_mid_request_is_refused_never_half_obeyed(user, 
             remove(remover_conn, key, bob.user_id, stop),
         )
         assert 200 in codes, f"{label}: the race never let a request through before the removal"
+        assert 500 not in codes
         gone = loser.user_id
         assert gone not in await witness.dialog_members(key), f"{label}: removed, yet a member again"
         log = [e for e in await events_of(witness) if e.get("PkDialog") == key]

@@ -120,10 +120,11 @@ async def change_dialog(call: Call) -> dict[str, Any]:
         if not access.is_member:
             if access.dialog.private or not req.only_adds(call.user_id):
                 raise NotFound(DIALOG_NOT_FOUND)
-            await dialog_store.change_dialog(tx, access.dialog.id, add_members=req.add_members)
+            await dialog_store.change_members(tx, access.dialog.id, add_members=req.add_members)
             pushed = await _tell_members(
                 tx, access.dialog.id, ev.MEMBERS_ADDED, {"PkDialog": req.key, "Ids": list(req.add_members)}
             )
+            await dialog_store.change_settings(tx, access.dialog.id)
             joined = True
         else:
             pushed = await _change(call, tx, req, access)
@@ -151,15 +152,7 @@ async def _change(call: Call, tx: Transaction, req: ChangeDialog, access: dialog
         await check_no_blocks(tx, call.user_id, tuple(u for u in req.add_members if u not in present))
     if req.photo is not None:
         await check_photo(tx, call.user_id, req.photo)
-    await dialog_store.change_dialog(
-        tx,
-        old.id,
-        name=req.name,
-        private=req.private,
-        photo_key=req.photo,
-        add_members=req.add_members,
-        admins=req.admins,
-    )
+    await dialog_store.change_members(tx, old.id, add_members=req.add_members, admins=req.admins)
     pushed = []
     if req.name is not None or req.private is not None or req.photo is not None or req.admins:
         summary = _summary(
@@ -171,6 +164,7 @@ async def _change(call: Call, tx: Transaction, req: ChangeDialog, access: dialog
         pushed += await _tell_members(tx, old.id, ev.DIALOG_CHANGED, summary)
     if req.add_members:
         pushed += await _tell_members(tx, old.id, ev.MEMBERS_ADDED, {"PkDialog": req.key, "Ids": list(req.add_members)})
+    await dialog_store.change_settings(tx, old.id, name=req.name, private=req.private, photo_key=req.photo)
     return pushed
 
 
@@ -185,9 +179,11 @@ async def kick_user(call: Call) -> dict[str, Any]:
         if req.user_id != call.user_id:
             await _check_kick(tx, access, req.user_id)
         dialog_id = access.dialog.id
-        await dialog_store.remove_member(tx, dialog_id, req.user_id)
+        removed = await dialog_store.remove_member(tx, dialog_id, req.user_id)
         payload = {"PkDialog": req.key, "Id": req.user_id, "By": call.user_id}
         pushed = await _tell_members(tx, dialog_id, ev.MEMBER_KICKED, payload, extra=(req.user_id,))
+        if removed is not None and removed.new_owner:
+            await dialog_store.set_owner(tx, dialog_id, removed.heir)
     call.app.events.deliver(pushed)
     return ok("You left the dialog" if req.user_id == call.user_id else "User removed from the dialog")
 
