@@ -110,7 +110,7 @@ async def _tell_members(tx: Any, dialog_id: int, kind: str, payload: dict[str, A
 @route(CHANGE_DIALOG)
 async def change_dialog(call: Call) -> dict[str, Any]:
     """Who may change what is decided inside the transaction that changes it,
-    with the dialog row locked (``dialog_store.lock_access``): a manager
+    under the dialog's management lock (``dialog_store.lock_access``): a manager
     kicked a moment earlier is refused, never half-obeyed."""
     req = ChangeDialog.parse(call.body)
     async with call.app.db.atomic("dialogs.change") as tx:
@@ -170,7 +170,7 @@ async def _change(call: Call, tx: Transaction, req: ChangeDialog, access: dialog
 
 @route(KICK_USER)
 async def kick_user(call: Call) -> dict[str, Any]:
-    """Kick or leave, decided with the dialog row locked (see ChangeDialog)."""
+    """Kick or leave, decided under the dialog's management lock (see ChangeDialog)."""
     req = KickUser.parse(call.body)
     async with call.app.db.atomic("dialogs.remove_member") as tx:
         access = await dialog_store.lock_access(tx, req.key, call.user_id)
