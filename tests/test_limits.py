@@ -197,7 +197,7 @@ async def test_auth_per_account_limit_counts_every_try_and_spares_other_accounts
     # 3 per 600 s: the 4th try, even with the right password and any spelling
     # of the email, waits 200 s (one try comes back every 600/3 s).
     answer = await attacker.call("Auth", auth_body(attacker, victim.email.upper(), PASSWORD))
-    assert_429(answer, "login attempts for this account", 200)
+    assert_429(answer, "password attempts for this account", 200)
     # another account from the same address is not affected
     assert (await attacker.call("Auth", auth_body(attacker, other.email, PASSWORD)))["Status"]["code"] == 200
 

@@ -67,6 +67,7 @@ async def change_user(call: Call) -> dict[str, Any]:
     """Check every filled field first, then apply them all in one transaction:
     a refusal of any one leaves the profile exactly as it was."""
     req = ChangeUser.parse(call.body, call.app.config.min_password_length)
+    count_attempts(call, req)
     me = await current_user(call)
     if req.image_key is not None:
         await check_photo(call, req.image_key)
@@ -85,6 +86,20 @@ async def change_user(call: Call) -> dict[str, Any]:
             assert call.session is not None
             await call.app.revoke_user_sessions(me.id, except_session_id=call.session.id, conn=conn)
     return ok("profile updated", Messages=change_messages(req))
+
+
+def count_attempts(call: Call, req: ChangeUser) -> None:
+    """Spend the rate limits of what the request tries, right or wrong, before
+    any lookup or hash: ``oldPass`` from the account's password attempts (the
+    budget ``Auth`` spends, so a stolen session cannot guess the password
+    faster than a login can, nor keep the hashing threads busy), ``email``
+    from its email requests (the budget ``Email`` spends, so the 409 for a
+    registered address cannot test addresses faster than ``Email`` can)."""
+    if req.changes_password:
+        call.app.limits.password_account.check(call.user_id)
+    if req.email is not None:
+        call.app.limits.email_ip.check(call.conn.ip)
+        call.app.limits.email_account.check(call.user_id)
 
 
 def change_messages(req: ChangeUser) -> list[str]:
