@@ -74,7 +74,7 @@ class RateLimiter:
         self, rate: Rate, what: str, *, max_keys: int = MAX_KEYS, clock: Callable[[], float] = time.monotonic
     ) -> None:
         self.rate = rate
-        self.what = what  # for the refusal: "login attempts for this account"
+        self.what = what  # for the refusal: "password attempts for this account"
         self._burst = float(rate.count)
         self._per_second = rate.count / rate.seconds if rate.count else 0.0
         self._full_after = rate.seconds  # an empty bucket is full again after this long
