@@ -83,6 +83,10 @@ class Config:
     rate_registration_ip: Rate = Rate(30, 600.0)
     rate_email_account: Rate = Rate(20, 600.0)
     rate_email_ip: Rate = Rate(100, 600.0)
+    rate_reset_account: Rate = Rate(10, 600.0)
+    rate_reset_ip: Rate = Rate(30, 600.0)
+    # password reset mails waiting to be sent (docs/api/devices.md)
+    max_pending_resets: int = 256
     rate_send_message: Rate = Rate(100, 10.0)
     rate_media: Rate = Rate(30, 60.0)
     rate_search: Rate = Rate(30, 10.0)
@@ -231,7 +235,8 @@ def build_parser(*, add_help: bool = True) -> argparse.ArgumentParser:
                    default=d.max_connections_per_ip,
                    help="open connections one client address may hold; more are refused with 429 (0 = no limit)")
     p.add_argument("--rate-auth-account", type=rate_arg, default=d.rate_auth_account,
-                   help="Auth by password per account (the email or login tried): COUNT/SECONDS, 0 = no limit (default %(default)s)")
+                   help="password attempts per account, Auth by password and ChangeUser oldPass together:"
+                   " COUNT/SECONDS, 0 = no limit (default %(default)s)")
     p.add_argument("--rate-auth-ip", type=rate_arg, default=d.rate_auth_ip,
                    help="Auth by password per client address: COUNT/SECONDS, 0 = no limit (default %(default)s)")
     p.add_argument("--rate-registration-account", type=rate_arg, default=d.rate_registration_account,
@@ -239,9 +244,17 @@ def build_parser(*, add_help: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--rate-registration-ip", type=rate_arg, default=d.rate_registration_ip,
                    help="Registration per client address: COUNT/SECONDS, 0 = no limit (default %(default)s)")
     p.add_argument("--rate-email-account", type=rate_arg, default=d.rate_email_account,
-                   help="Email (send or confirm a code) per account: COUNT/SECONDS, 0 = no limit (default %(default)s)")
+                   help="Email (send or confirm a code) and ChangeUser email per account:"
+                   " COUNT/SECONDS, 0 = no limit (default %(default)s)")
     p.add_argument("--rate-email-ip", type=rate_arg, default=d.rate_email_ip,
                    help="Email per client address: COUNT/SECONDS, 0 = no limit (default %(default)s)")
+    p.add_argument("--rate-reset-account", type=rate_arg, default=d.rate_reset_account,
+                   help="ResetPassword (ask for a code or use one) per email address: COUNT/SECONDS,"
+                   " 0 = no limit (default %(default)s)")
+    p.add_argument("--rate-reset-ip", type=rate_arg, default=d.rate_reset_ip,
+                   help="ResetPassword per client address: COUNT/SECONDS, 0 = no limit (default %(default)s)")
+    p.add_argument("--max-pending-resets", type=int, default=d.max_pending_resets,
+                   help="reset code mails waiting to be sent; beyond it ResetPassword answers 503 (default %(default)s)")
     p.add_argument("--rate-send-message", type=rate_arg, default=d.rate_send_message,
                    help="SendMessage per session: COUNT/SECONDS, 0 = no limit (default %(default)s)")
     p.add_argument("--rate-media", type=rate_arg, default=d.rate_media,

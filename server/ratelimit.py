@@ -74,7 +74,7 @@ class RateLimiter:
         self, rate: Rate, what: str, *, max_keys: int = MAX_KEYS, clock: Callable[[], float] = time.monotonic
     ) -> None:
         self.rate = rate
-        self.what = what  # for the refusal: "login attempts for this account"
+        self.what = what  # for the refusal: "password attempts for this account"
         self._burst = float(rate.count)
         self._per_second = rate.count / rate.seconds if rate.count else 0.0
         self._full_after = rate.seconds  # an empty bucket is full again after this long
@@ -134,19 +134,28 @@ class RateLimiter:
 
 
 class Limits:
-    """Every rate limit of one server process, built from the configuration."""
+    """Every rate limit of one server process, built from the configuration.
 
-    __slots__ = ("auth_account", "auth_ip", "registration_account", "registration_ip",
-                 "email_account", "email_ip", "send_message", "media", "search")
+    A per-account limit is keyed on the account's id wherever the request
+    names an existing account, so that every spelling of its login or email
+    spends from one budget; a text that names no account is keyed on its
+    identity key (``storage.users.identity_key``), the form that would name
+    the account, so that known and unknown identifiers are limited alike."""
+
+    __slots__ = ("password_account", "auth_ip", "registration_account", "registration_ip",
+                 "email_account", "email_ip", "reset_account", "reset_ip", "send_message", "media", "search")
 
     def __init__(self, config: Config) -> None:
-        self.auth_account = RateLimiter(config.rate_auth_account, "login attempts for this account")
+        # Auth by password and ChangeUser's oldPass: one budget of password guesses per account.
+        self.password_account = RateLimiter(config.rate_auth_account, "password attempts for this account")
         self.auth_ip = RateLimiter(config.rate_auth_ip, "login attempts from this address")
         self.registration_account = RateLimiter(config.rate_registration_account,
                                                 "registration attempts for this email")
         self.registration_ip = RateLimiter(config.rate_registration_ip, "registrations from this address")
         self.email_account = RateLimiter(config.rate_email_account, "email requests for this account")
         self.email_ip = RateLimiter(config.rate_email_ip, "email requests from this address")
+        self.reset_account = RateLimiter(config.rate_reset_account, "password reset requests for this email")
+        self.reset_ip = RateLimiter(config.rate_reset_ip, "password reset requests from this address")
         self.send_message = RateLimiter(config.rate_send_message, "messages from this session")
         self.media = RateLimiter(config.rate_media, "uploads from this session")
         self.search = RateLimiter(config.rate_search, "searches from this session")

@@ -1,15 +1,22 @@
-"""Schema migrations: numbered SQL files applied in order, once each.
+"""Schema migrations: numbered files applied in order, once each.
 
 ``NNNN_name.sql`` files in ``storage/migrations`` are applied inside one
 transaction each, under a PostgreSQL advisory lock, so two servers starting at
 the same moment never both apply a migration: the second waits, then finds
 nothing left to do.
+
+A migration that must compute values by the server's own rules (which SQL
+cannot repeat exactly, such as ``users.identity_key``) is an ``NNNN_name.py``
+module instead, with ``async def apply(conn)``; it runs the same way, in its
+own transaction under the lock.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import re
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,7 +26,7 @@ log = logging.getLogger("sessia.migrate")
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 _LOCK_KEY = 0x5E5510  # any constant shared by every sessia process
-_NAME_RE = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
+_NAME_RE = re.compile(r"^(\d{4})_([a-z0-9_]+)\.(?:sql|py)$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,9 +84,8 @@ async def migrate(conn: asyncpg.Connection) -> list[int]:
         for migration in available():
             if migration.version in done:
                 continue
-            sql = migration.path.read_text(encoding="utf-8")
             async with conn.transaction():
-                await conn.execute(sql)
+                await _apply(conn, migration)
                 await conn.execute(
                     "INSERT INTO schema_version (version, name) VALUES ($1, $2)",
                     migration.version,
@@ -90,3 +96,22 @@ async def migrate(conn: asyncpg.Connection) -> list[int]:
     finally:
         await conn.execute("SELECT pg_advisory_unlock($1)", _LOCK_KEY)
     return applied
+
+
+async def _apply(conn: asyncpg.Connection, migration: Migration) -> None:
+    if migration.path.suffix == ".sql":
+        await conn.execute(migration.path.read_text(encoding="utf-8"))
+    else:
+        await _python_step(migration)(conn)
+
+
+def _python_step(migration: Migration) -> Callable[[asyncpg.Connection], Awaitable[None]]:
+    """The ``apply`` function of a Python migration, loaded from its file (its
+    name starts with a digit: it is not importable by name)."""
+    spec = importlib.util.spec_from_file_location(f"sessia_migration_{migration.version:04d}", migration.path)
+    if spec is None or spec.loader is None:
+        raise RuntimeError(f"cannot load migration {migration.path.name}")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    step: Callable[[asyncpg.Connection], Awaitable[None]] = module.apply
+    return step

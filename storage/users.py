@@ -1,7 +1,19 @@
-"""Users: accounts, credentials and public profile fields."""
+"""Users: accounts, credentials and public profile fields.
+
+A login and an email are unique, and looked up, by their *identity key*
+(``identity_key``): Unicode variants of one text (letter case, full-width
+letters, ligatures) name one account.  The key is stored beside the text as
+typed (``login_key``, ``email_key``, unique), and computed here, not by the
+database, so that the rule is the same whatever the database's collation and
+the server can key its per-account rate limits on exactly the text that
+would name an account.  The older case-insensitive indexes (``lower()``, by
+the database's collation) stay: a text either of the two rules calls equal to
+a registered one is refused as taken.
+"""
 
 from __future__ import annotations
 
+import unicodedata
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -27,18 +39,30 @@ class User:
 _COLUMNS = "id, login, email, email_confirmed, nickname, password_hash, photo_key, created_at"
 
 
+def identity_key(text: str) -> str:
+    """The form of a login or email under which it is unique and looked up:
+    NFKC (compatibility forms such as full-width letters become the plain
+    ones), Unicode case folding (any letter case; ``ß`` is ``ss``), and NFKC
+    again, since folding may leave text that is not normalized."""
+    return unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", text).casefold())
+
+
 def _user(row: asyncpg.Record | None) -> User | None:
     return User(**dict(row)) if row is not None else None
 
 
 async def create_user(conn: asyncpg.Connection, login: str, email: str, password_hash: str) -> User:
-    """Insert an account; a taken login or email (case-insensitive) is a Conflict."""
+    """Insert an account; a taken login or email (by identity key, or
+    case-insensitively for the database) is a Conflict."""
     try:
         row = await conn.fetchrow(
-            f"INSERT INTO users (login, email, nickname, password_hash) VALUES ($1, $2, $1, $3) RETURNING {_COLUMNS}",
+            "INSERT INTO users (login, email, nickname, password_hash, login_key, email_key)"
+            f" VALUES ($1, $2, $1, $3, $4, $5) RETURNING {_COLUMNS}",
             login,
             email,
             password_hash,
+            identity_key(login),
+            identity_key(email),
         )
     except asyncpg.UniqueViolationError as exc:
         if "email" in (exc.constraint_name or ""):
@@ -48,13 +72,14 @@ async def create_user(conn: asyncpg.Connection, login: str, email: str, password
 
 
 async def identity_taken(db: Database, login: str, email: str) -> str | None:
-    """Which of login/email is already used, checked before the costly hash."""
+    """Which of login/email is already used (by identity key), checked before
+    the costly hash."""
     row = await db.fetchrow(
         "users.identity_taken",
-        "SELECT bool_or(lower(login) = lower($1)) AS login, bool_or(lower(email) = lower($2)) AS email"
-        " FROM users WHERE lower(login) = lower($1) OR lower(email) = lower($2)",
-        login,
-        email,
+        "SELECT bool_or(login_key = $1) AS login, bool_or(email_key = $2) AS email"
+        " FROM users WHERE login_key = $1 OR email_key = $2",
+        identity_key(login),
+        identity_key(email),
     )
     if row and row["email"]:
         return "email"
@@ -68,14 +93,12 @@ async def get_user(db: Database, user_id: int) -> User | None:
 
 
 async def find_for_login(db: Database, email_or_login: str) -> User | None:
-    """The account an ``Auth`` names, by email or by login (case-insensitive)."""
-    column = "email" if "@" in email_or_login else "login"
+    """The account an ``Auth`` names, by email or by login: the one whose
+    identity key is the text's (a login has no ``@``)."""
+    key = identity_key(email_or_login)
+    column = "email_key" if "@" in key else "login_key"
     return _user(
-        await db.fetchrow(
-            "users.find_for_login",
-            f"SELECT {_COLUMNS} FROM users WHERE lower({column}) = lower($1)",
-            email_or_login,
-        )
+        await db.fetchrow("users.find_for_login", f"SELECT {_COLUMNS} FROM users WHERE {column} = $1", key)
     )
 
 
@@ -102,11 +125,11 @@ async def lock_for_update(conn: asyncpg.Connection, user_id: int) -> User | None
 
 
 async def email_owner(conn: asyncpg.Connection | Database, email: str) -> int | None:
-    """The id of the account registered with ``email`` (case-insensitive), if any."""
-    sql = "SELECT id FROM users WHERE lower(email) = lower($1)"
+    """The id of the account registered with ``email`` (by identity key), if any."""
+    sql = "SELECT id FROM users WHERE email_key = $1"
     if isinstance(conn, Database):
-        return await conn.fetchval("users.email_owner", sql, email)
-    return await conn.fetchval(sql, email)
+        return await conn.fetchval("users.email_owner", sql, identity_key(email))
+    return await conn.fetchval(sql, identity_key(email))
 
 
 async def set_confirmed_email(conn: asyncpg.Connection, user_id: int, email: str) -> None:
@@ -114,7 +137,10 @@ async def set_confirmed_email(conn: asyncpg.Connection, user_id: int, email: str
     (registered since the code was sent) is a Conflict."""
     try:
         await conn.execute(
-            "UPDATE users SET email = $2, email_confirmed = true, updated_at = now() WHERE id = $1", user_id, email
+            "UPDATE users SET email = $2, email_key = $3, email_confirmed = true, updated_at = now() WHERE id = $1",
+            user_id,
+            email,
+            identity_key(email),
         )
     except asyncpg.UniqueViolationError:
         raise Conflict("email is already registered") from None

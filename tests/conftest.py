@@ -88,7 +88,7 @@ def start_server(tmp_path_factory, new_database, smtp: MailBox, clients_file: Pa
                 "--log-level", "INFO",
                 # Every test client connects from 127.0.0.1: per-address rate
                 # limits would throttle the suite (tests/test_limits.py sets its own).
-                "--rate-auth-ip", "0", "--rate-registration-ip", "0", "--rate-email-ip", "0",
+                "--rate-auth-ip", "0", "--rate-registration-ip", "0", "--rate-email-ip", "0", "--rate-reset-ip", "0",
                 *extra,
             ],
         )

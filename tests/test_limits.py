@@ -140,6 +140,8 @@ def limited_server(start_server):
         "--rate-registration-ip", "3/600",
         "--rate-email-account", "3/600",
         "--rate-email-ip", "4/600",
+        "--rate-reset-account", "3/600",
+        "--rate-reset-ip", "4/600",
         "--rate-send-message", "5/60",
         "--rate-media", "2/60",
         "--rate-search", "3/60",
@@ -174,7 +176,14 @@ async def registered(from_ip, ip: str | None = None) -> client_sdk.Client:
     login = unique("lim")
     await c.register(login, f"{login}@example.org", PASSWORD)
     c.email = f"{login}@example.org"  # type: ignore[attr-defined]
+    c.login_name = login  # type: ignore[attr-defined]
     return c
+
+
+def full_width(text: str) -> str:
+    """``text`` with its ASCII letters and digits in full-width forms (``a`` ->
+    U+FF41), a valid address still: NFKC gives ``text`` back."""
+    return "".join(chr(ord(ch) + 0xFEE0) if ch.isascii() and ch.isalnum() else ch for ch in text)
 
 
 def assert_429(answer: dict[str, Any], what: str, retry_after: int) -> None:
@@ -187,6 +196,10 @@ def auth_body(c: client_sdk.Client, email: str, password: str) -> dict[str, Any]
     return {"email": email, "password": password, "sessia": c._login_sessia()}
 
 
+def reset_body(c: client_sdk.Client, email: str) -> dict[str, Any]:
+    return {"email": email, "sessia": c._login_sessia()}
+
+
 async def test_auth_per_account_limit_counts_every_try_and_spares_other_accounts(from_ip):
     victim = await registered(from_ip)
     other = await registered(from_ip)
@@ -197,9 +210,101 @@ async def test_auth_per_account_limit_counts_every_try_and_spares_other_accounts
     # 3 per 600 s: the 4th try, even with the right password and any spelling
     # of the email, waits 200 s (one try comes back every 600/3 s).
     answer = await attacker.call("Auth", auth_body(attacker, victim.email.upper(), PASSWORD))
-    assert_429(answer, "login attempts for this account", 200)
+    assert_429(answer, "password attempts for this account", 200)
     # another account from the same address is not affected
     assert (await attacker.call("Auth", auth_body(attacker, other.email, PASSWORD)))["Status"]["code"] == 200
+
+
+async def test_auth_per_account_limit_holds_for_the_login_and_every_unicode_spelling(from_ip):
+    victim = await registered(from_ip)
+    for _ in range(3):
+        attacker = await from_ip(fresh_ip())
+        answer = await attacker.call("Auth", auth_body(attacker, victim.email, "wrong password!"))
+        assert answer["Status"]["code"] == 401
+    # The budget is the account's, not the text's: the login name, any letter
+    # case and full-width letters name the same account and wait with it,
+    # even with the right password.
+    for spelling in (victim.login_name, victim.login_name.upper(), full_width(victim.email),
+                     full_width(victim.login_name)):
+        attacker = await from_ip(fresh_ip())
+        answer = await attacker.call("Auth", auth_body(attacker, spelling, PASSWORD))
+        assert_429(answer, "password attempts for this account", 200)
+    # U+0130 (capital I with dot) is a spelling the database's lower() maps to
+    # "i" but Unicode case folding does not: it names no account, so not even
+    # the right password logs in through it.
+    dotted = victim.email.replace("i", "\u0130", 1)
+    assert dotted != victim.email
+    attacker = await from_ip(fresh_ip())
+    answer = await attacker.call("Auth", auth_body(attacker, dotted, PASSWORD))
+    assert answer["Status"] == {"code": 401, "message": "wrong email or password"}
+    assert "Tocken" not in answer
+
+
+async def test_unicode_variants_of_a_registered_email_are_taken(from_ip):
+    owner = await registered(from_ip)
+    for variant in (full_width(owner.email), owner.email.replace("i", "\u0130", 1)):
+        c = await from_ip(fresh_ip())
+        body = {**registration(unique("lim")), "email": {"email": variant}, "sessia": c._login_sessia()}
+        answer = await c.call("Registration", body)
+        assert answer["Status"] == {"code": 409, "message": "email is already registered"}, variant
+
+
+async def test_change_user_old_password_spends_the_accounts_password_attempts(from_ip):
+    c = await registered(from_ip)
+    change = {"oldPass": "wrong password!", "newPass": "a brand new password"}
+    for _ in range(3):
+        assert (await c.call("ChangeUser", change))["Status"] == {"code": 403, "message": "old password is wrong"}
+    started = time.monotonic()
+    answer = await c.call("ChangeUser", {**change, "oldPass": PASSWORD})  # the right one waits too
+    assert_429(answer, "password attempts for this account", 200)
+    assert time.monotonic() - started < 0.5  # refused before any hashing
+    # One budget with Auth: the stolen session has spent the login's guesses too.
+    other = await from_ip(fresh_ip())
+    assert_429(await other.call("Auth", auth_body(other, c.email, PASSWORD)), "password attempts for this account", 200)
+    # Nothing changed: the old password still is the password.
+    assert (await c.call("ChangeUser", {"nickname": "still me"}))["Status"]["code"] == 200
+
+
+async def test_change_user_email_counts_every_attempt_not_only_codes_sent(from_ip):
+    c = await registered(from_ip)
+    taken = await registered(from_ip)
+    for _ in range(3):  # registered addresses: refused, and each refusal counts
+        answer = await c.call("ChangeUser", {"email": taken.email})
+        assert answer["Status"] == {"code": 409, "message": "email is already registered"}
+    answer = await c.call("ChangeUser", {"email": f"{unique('free')}@example.org"})
+    assert_429(answer, "email requests for this account", 200)
+
+
+async def test_reset_password_per_address_limit(from_ip):
+    ip = fresh_ip()
+    anon = await from_ip(ip)
+    for _ in range(4):
+        answer = await anon.call("ResetPassword", reset_body(anon, f"{unique('nobody')}@example.org"))
+        assert answer["Status"]["code"] == 200
+    answer = await anon.call("ResetPassword", reset_body(anon, f"{unique('nobody')}@example.org"))
+    assert_429(answer, "password reset requests from this address", 150)
+    # the code step counts too; another address is not affected
+    answer = await anon.call("ResetPassword", {**reset_body(anon, "x@example.org"), "code": "123456",
+                                               "newPass": "a new long password"})
+    assert answer["Status"]["code"] == 429
+    elsewhere = await from_ip(fresh_ip())
+    assert (await elsewhere.call("ResetPassword", reset_body(elsewhere, "x@example.org")))["Status"]["code"] == 200
+
+
+async def test_reset_password_per_email_limit_is_the_same_for_known_and_unknown_addresses(from_ip):
+    known = (await registered(from_ip)).email
+    unknown = f"{unique('nobody')}@example.org"
+    for address in (known, unknown):
+        answers = []
+        for spelling in (address, address.upper(), full_width(address), address):  # each from its own address
+            anon = await from_ip(fresh_ip())
+            answers.append(await anon.call("ResetPassword", reset_body(anon, spelling)))
+        assert [a["Status"]["code"] for a in answers] == [200, 200, 200, 429]
+        assert_429(answers[-1], "password reset requests for this email", 200)
+        anon = await from_ip(fresh_ip())  # ...and so is the code step for that address
+        answer = await anon.call("ResetPassword", {**reset_body(anon, address), "code": "123456",
+                                                   "newPass": "a new long password"})
+        assert_429(answer, "password reset requests for this email", 200)
 
 
 async def test_auth_per_address_limit_stops_spraying_many_accounts(from_ip):

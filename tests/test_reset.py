@@ -212,3 +212,49 @@ async def test_reset_password_needs_a_verified_client(connect):
         await anon.request_password_reset("a@example.org")
     with pytest.raises(BadRequest, match="sessia: field is required"):
         await anon.request("ResetPassword", {"email": "a@example.org"}, needs_session=False)
+
+
+@dataclass
+class HeldMailBox(MailBox):
+    """Accepts mail only while ``held`` is false: until then every send waits."""
+
+    held: bool = False
+
+    async def handle_DATA(self, server, session, envelope):
+        while self.held:
+            await asyncio.sleep(0.05)
+        return await super().handle_DATA(server, session, envelope)
+
+
+async def test_pending_reset_mails_are_bounded_and_the_refusal_is_the_same_for_every_address(
+    start_server, user, connect
+):
+    box = HeldMailBox()
+    port = free_port()
+    controller = Controller(box, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        server = start_server("--smtp-url", f"smtp://127.0.0.1:{port}", "--smtp-timeout", "60",
+                              "--max-pending-resets", "2")
+        alice, bob, carol = [await confirmed(user, box, target=server) for _ in range(3)]
+        box.held = True  # the mail server stalls: reset jobs stay pending
+        anon = await connect(target=server)
+        before = box.count()
+        for c in (alice, bob):
+            await anon.request_password_reset(c.email)
+        busy = {"Status": {"code": 503, "message": "too many password resets in progress, try again later"}}
+        for address in (carol.email, f"{unique()}@example.org"):  # known or not: the same refusal
+            assert await anon.call("ResetPassword", {"email": address, "sessia": anon._login_sessia()}) == busy
+        box.held = False  # the pending mails go out, and their places are free again
+        for c in (alice, bob):
+            await box.wait_for(c.email, after=before)
+        deadline = time.monotonic() + 10
+        while (answer := await anon.call("ResetPassword", {"email": carol.email, "sessia": anon._login_sessia()})) == busy:
+            assert time.monotonic() < deadline, "the finished jobs never freed their places"
+            await asyncio.sleep(0.05)
+        assert answer == {"Status": {"code": 200, "message": SENT}}
+        assert code_from(await box.wait_for(carol.email, after=before))
+        assert mails_to(box, carol.email, before) == 1  # the refused requests left nothing behind
+    finally:
+        box.held = False
+        controller.stop()

@@ -40,7 +40,7 @@ async def open_session(call: Call, conn: Any, user_id: int, sessia: Sessia) -> s
 async def registration(call: Call) -> dict[str, Any]:
     req = Registration.parse(call.body, call.app.config.min_password_length)
     call.app.limits.registration_ip.check(call.conn.ip)
-    call.app.limits.registration_account.check(req.email.lower())
+    call.app.limits.registration_account.check(users.identity_key(req.email))
     call.app.clients.check(req.sessia.client)
     taken = await users.identity_taken(call.app.db, req.login, req.email)
     if taken == "email":
@@ -61,9 +61,9 @@ async def auth(call: Call) -> dict[str, Any]:
         return ok("Session is valid", Tocken=sessia.tocken, Id=session.user_id)
     req = PasswordAuth.parse(call.body)
     call.app.limits.auth_ip.check(call.conn.ip)
-    call.app.limits.auth_account.check(req.email.lower())
     call.app.clients.check(req.sessia.client)
     user = await users.find_for_login(call.app.db, req.email)
+    call.app.limits.password_account.check(account_key(user, req.email))
     verified = await call.app.passwords.verify(user.password_hash if user else None, req.password)
     if not verified or user is None:
         raise Unauthorized("wrong email or password")
@@ -71,6 +71,13 @@ async def auth(call: Call) -> dict[str, Any]:
         await users.set_password_hash(call.app.db, user.id, await call.app.passwords.hash(req.password))
     token = await open_session(call, call.app.db, user.id, req.sessia)
     return ok("Operation done", Tocken=token, Id=user.id)
+
+
+def account_key(user: users.User | None, email_or_login: str) -> int | str:
+    """The per-account rate-limit key of the account a login names: its id,
+    whichever identifier or spelling named it; for an unknown identifier its
+    identity key, so that it is limited like an account."""
+    return user.id if user is not None else users.identity_key(email_or_login)
 
 
 @route(DISABLE)

@@ -6,6 +6,12 @@ the same, at once, for every well-formed address, and the work (looking the
 address up, storing a code, mailing it) runs after the answer, in the
 background.  A code comes back with the new password; every refusal of that
 step is the same ``wrong or expired code``.
+
+Both steps are rate-limited per client address and per address asked for
+(its identity key: the form that names the account, looked up or not)
+before any work, and the background work is bounded: beyond
+``--max-pending-resets`` jobs a request is refused, whatever the address,
+instead of queueing more.
 """
 
 from __future__ import annotations
@@ -24,7 +30,7 @@ from protocol.requests.devices import (
     RevokeSession,
 )
 from protocol.requests.dialogs import format_date
-from protocol.status import NotFound, SessiaError, Unprocessable, ok
+from protocol.status import NotFound, SessiaError, Unavailable, Unprocessable, ok
 from storage import email_codes, users
 from storage import sessions as session_store
 
@@ -42,8 +48,10 @@ RESET_SUBJECT = "Your sessia password reset code"
 RESET_REQUESTED = "if this address belongs to an account and is confirmed, a reset code has been mailed to it"
 PASSWORD_RESET = "password changed: log in with the new password"
 WRONG_RESET_CODE = "wrong or expired code: check it or request a new one"
+RESETS_BUSY = "too many password resets in progress, try again later"
 
-#: Mail being sent after the answer; kept so the tasks are not garbage-collected.
+#: Mail being sent after the answer; kept so the tasks are not garbage-collected,
+#: and counted against ``--max-pending-resets``.
 _background: set[asyncio.Task] = set()
 
 
@@ -97,12 +105,24 @@ async def revoke_session(call: Call) -> dict[str, Any]:
 @route(RESET_PASSWORD, session=False)
 async def reset_password(call: Call) -> dict[str, Any]:
     req = ResetPassword.parse(call.body, call.app.config.min_password_length)
+    call.app.limits.reset_ip.check(call.conn.ip)
+    call.app.limits.reset_account.check(users.identity_key(req.email))
     call.app.clients.check(req.sessia.client)
     if req.sends:
-        in_background(mail_reset_code(call.app, req.email))
+        queue_reset_mail(call.app, req.email)
         return ok(RESET_REQUESTED)
     await set_new_password(call, req)
     return ok(PASSWORD_RESET)
+
+
+def queue_reset_mail(app: App, email: str) -> None:
+    """Mail a code after the answer, or refuse (503) while
+    ``--max-pending-resets`` jobs are pending: the refusal comes before the
+    address is looked at, so it is the same for every address, and a flood of
+    requests costs bounded memory and work."""
+    if len(_background) >= app.config.max_pending_resets:
+        raise Unavailable(RESETS_BUSY)
+    in_background(mail_reset_code(app, email))
 
 
 def in_background(work: Coroutine[Any, Any, None]) -> None:
@@ -172,7 +192,7 @@ async def set_new_password(call: Call, req: ResetPassword) -> None:
             pending is not None
             and not pending.expired
             and pending.attempts < app.config.email_code_max_attempts
-            and pending.email.lower() == user.email.lower()
+            and users.identity_key(pending.email) == users.identity_key(user.email)
         )
         right = usable and pending.matches(req.code)  # type: ignore[union-attr, arg-type]
         if right:

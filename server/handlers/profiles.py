@@ -71,6 +71,7 @@ async def change_user(call: Call) -> dict[str, Any]:
     req = ChangeUser.parse(call.body, call.app.config.min_password_length)
     session = call.session
     assert session is not None
+    count_attempts(call, req)
     me = await current_user(call)
     if req.image_key is not None:
         await check_photo(call, req.image_key)
@@ -90,6 +91,20 @@ async def change_user(call: Call) -> dict[str, Any]:
     if new_hash is not None:  # after the commit: see App.sessions_ended
         await call.app.sessions_ended(Revocation(user_id=me.id, keep=session.id), call.conn)
     return ok("profile updated", Messages=change_messages(req))
+
+
+def count_attempts(call: Call, req: ChangeUser) -> None:
+    """Spend the rate limits of what the request tries, right or wrong, before
+    any lookup or hash: ``oldPass`` from the account's password attempts (the
+    budget ``Auth`` spends, so a stolen session cannot guess the password
+    faster than a login can, nor keep the hashing threads busy), ``email``
+    from its email requests (the budget ``Email`` spends, so the 409 for a
+    registered address cannot test addresses faster than ``Email`` can)."""
+    if req.changes_password:
+        call.app.limits.password_account.check(call.user_id)
+    if req.email is not None:
+        call.app.limits.email_ip.check(call.conn.ip)
+        call.app.limits.email_account.check(call.user_id)
 
 
 def change_messages(req: ChangeUser) -> list[str]:
