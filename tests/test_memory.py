@@ -112,3 +112,79 @@ async def test_pipelined_downloads_a_client_never_reads_stay_within_a_few_mib(st
         assert frame.kind == FrameKind.RESPONSE
         answer = decode_body(frame.codec, frame.body)
         assert answer["Status"]["code"] == 200 and answer["BytesBase64"] == data
+
+
+def subscribed_non_reader(server: ServerProcess, sessia: dict) -> tuple[socket.socket, int]:
+    """A connection that subscribes (from the user's last seq), reads the
+    answer, then never reads again.  Returns it and the seq it starts after."""
+    sock = non_reader(server)
+    sock.sendall(encode_request(1, "Subscribe", {"sessia": sessia}))
+    (answer,) = frames_from(sock, 1, timeout=10)
+    body = decode_body(answer.codec, answer.body)
+    assert body["Status"]["code"] == 200, body
+    return sock, int(body["LastSeq"])
+
+
+def wait_for_log(server: ServerProcess, needle: str, timeout: float) -> str | None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for line in server.log:
+            if needle in line:
+                return line
+        time.sleep(0.05)
+    return None
+
+
+async def test_a_subscriber_that_never_reads_is_told_and_closed_and_catches_up_losslessly(
+    start_server, monkeypatch
+) -> None:
+    """Messages keep flowing to a subscriber that never reads: the server's
+    memory stays bounded, the subscriber's stream ends with a Resync and an
+    ERROR frame saying why it is closed, and a new subscription from the last
+    seq it saw delivers every other message, none lost, none twice."""
+    import client_sdk
+
+    monkeypatch.setenv("SESSIA_WRITE_TIMEOUT", "2")
+    server = start_server("--socket-send-buffer", "32768", "--rate-send-message", "0")
+    sender = await client_sdk.connect(server.host, server.port, device={"deviceid": "mem-s"}, client=TEST_CLIENT)
+    reader = await client_sdk.connect(server.host, server.port, device={"deviceid": "mem-r"}, client=TEST_CLIENT)
+    try:
+        await sender.register("memsender", "memsender@example.org", PASSWORD)
+        await reader.register("memreader", "memreader@example.org", PASSWORD)
+        key = await sender.create_dialog("firehose", members=[reader.user_id])
+        before = await asyncio.to_thread(settled_rss, server, quiet=0.5)
+        sock, after = await asyncio.to_thread(subscribed_non_reader, server, reader.sessia())
+        try:
+            count = 400  # ~1.7 MB of pushes: past the 1 MiB push bound, far past the socket's buffers
+            texts = [f"{i:04d} " + "x" * 4000 for i in range(count)]
+            for text in texts:
+                await sender.send_message(key, text)
+            held = await asyncio.to_thread(settled_rss, server, quiet=1.0)
+            assert held - before < 24 * MiB, f"server RSS grew by {(held - before) / MiB:.0f} MiB"
+            closing = await asyncio.to_thread(wait_for_log, server, "unread for", 15)
+            assert closing is not None, "the server kept holding a connection that reads nothing"
+            frames = await asyncio.to_thread(frames_from, sock, 10**6, 10)
+        finally:
+            sock.close()
+        *pushes, resync, error = frames
+        assert (error.kind, error.request_id) == (FrameKind.ERROR, 0)
+        status = decode_body(error.codec, error.body)["Status"]
+        assert status["code"] == 429 and "unread" in status["message"], status
+        assert (resync.kind, resync.name) == (FrameKind.PUSH, "Resync")
+        seen = [decode_body(p.codec, p.body) for p in pushes]
+        assert all(p.name == "Event" for p in pushes)
+        assert [e["Seq"] for e in seen] == list(range(after + 1, after + 1 + len(seen)))
+        last = decode_body(resync.codec, resync.body)["LastSeq"]
+        assert last == after + len(seen) and 0 < len(seen) < count
+
+        # A new subscription from the last seq seen delivers the rest.
+        stream = await reader.events(after=last).start()
+        rest = [await asyncio.wait_for(stream.__anext__(), 10) for _ in range(count - len(seen))]
+        assert [e.seq for e in rest] == list(range(last + 1, after + count + 1))
+        contents = [e["Msg"]["infoMessage"]["content"] for e in seen] + [
+            e.data["Msg"]["infoMessage"]["content"] for e in rest
+        ]
+        assert contents == texts
+    finally:
+        await sender.close()
+        await reader.close()
