@@ -51,6 +51,7 @@ class Subscription:
     again: bool = False
     dropped: bool = False
     early: dict[int, bytes] | None = None  # seq -> frame that arrived before its turn
+    replay: asyncio.Future[None] | None = None  # the connection's latest catch-up task
 
 
 def event_body(row: event_store.EventRow) -> dict[str, Any]:
@@ -90,8 +91,11 @@ class EventHub:
     # -- subscriptions -------------------------------------------------------------
 
     def subscribe(self, conn: Connection, user_id: int, after: int, codec: int) -> Subscription:
+        old = self._by_conn.get(conn)
         self.unsubscribe(conn)
         sub = Subscription(conn, user_id, after, codec)
+        if old is not None:
+            sub.replay = old.replay  # its catch-up ends before this one reads
         self._by_conn[conn] = sub
         self._by_user.setdefault(user_id, set()).add(sub)
         self._start_catch_up(sub)
@@ -237,10 +241,15 @@ class EventHub:
             sub.again = True
             return
         sub.catching_up = True
-        self._spawn(self._catch_up(sub))
+        sub.replay = self._spawn(self._catch_up(sub, sub.replay))
 
-    async def _catch_up(self, sub: Subscription) -> None:
+    async def _catch_up(self, sub: Subscription, before: asyncio.Future[None] | None) -> None:
         try:
+            # One replay per connection at a time: a client that subscribes
+            # again and again makes the server read the log once, not once
+            # per Subscribe (each read holds a page of events).
+            if before is not None and not before.done():
+                await asyncio.wait([before])
             while not sub.dropped:
                 sub.again = False
                 rows, _ = await event_store.read_after(self.db, sub.user_id, sub.after, CATCH_UP_PAGE)
@@ -267,6 +276,7 @@ class EventHub:
         waited = 0.0
         while (
             waited < patience
+            and not sub.dropped
             and transport is not None
             and not transport.is_closing()
             and sub.conn.write_buffer_size > self.buffer_limit // 2
@@ -296,10 +306,11 @@ class EventHub:
 
     # -- plumbing ----------------------------------------------------------------------
 
-    def _spawn(self, coro: Any) -> None:
+    def _spawn(self, coro: Any) -> asyncio.Future[None]:
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        return task
 
     async def close(self) -> None:
         if self._tasks:

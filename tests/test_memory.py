@@ -188,3 +188,33 @@ async def test_a_subscriber_that_never_reads_is_told_and_closed_and_catches_up_l
     finally:
         await sender.close()
         await reader.close()
+
+
+async def test_pipelined_subscriptions_from_the_start_of_a_long_log_stay_within_a_few_mib(start_server) -> None:
+    """Each Subscribe from seq 0 replays the log page by page; a client that
+    sends 200 of them and reads nothing must not make the server hold 200
+    pages of replay: a replaced subscription stops replaying at once."""
+    import client_sdk
+
+    server = start_server("--socket-send-buffer", "32768", "--rate-send-message", "0")
+    user = await client_sdk.connect(server.host, server.port, device={"deviceid": "mem-log"}, client=TEST_CLIENT)
+    try:
+        await user.register("memlog", "memlog@example.org", PASSWORD)
+        key = await user.create_dialog("long log")
+        for i in range(600):
+            await user.send_message(key, f"{i:04d} " + "y" * 4000)
+        sessia = user.sessia()
+        before = await asyncio.to_thread(settled_rss, server, quiet=0.5)
+        count = 200
+        requests = b"".join(
+            encode_request(i, "Subscribe", {"after": 0, "sessia": sessia}) for i in range(1, count + 1)
+        )
+        sock = await asyncio.to_thread(non_reader, server)
+        try:
+            await asyncio.to_thread(sock.sendall, requests)
+            held = await asyncio.to_thread(settled_rss, server, quiet=3.0) - before
+            assert held < 16 * MiB, f"server RSS grew by {held / MiB:.0f} MiB for one connection"
+        finally:
+            sock.close()
+    finally:
+        await user.close()
