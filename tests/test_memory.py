@@ -218,3 +218,35 @@ async def test_pipelined_subscriptions_from_the_start_of_a_long_log_stay_within_
             sock.close()
     finally:
         await user.close()
+
+
+async def test_pipelined_uploads_stay_within_a_few_mib(start_server) -> None:
+    """60 uploads of 1 MiB sent in one go: the server runs as many as fit in
+    the connection's bound, not all 60 at once; every one is stored."""
+    import client_sdk
+
+    server = start_server("--rate-media", "0")
+    user = await client_sdk.connect(server.host, server.port, device={"deviceid": "mem-up"}, client=TEST_CLIENT)
+    try:
+        await user.register("memup", "memup@example.org", PASSWORD)
+        data = os.urandom(MiB)
+        for _ in range(3):
+            await user.upload_media(data, "zip")
+        sessia = user.sessia()
+    finally:
+        await user.close()
+    count = 60
+    requests = b"".join(
+        encode_request(i, "Media", {"extension": "zip", "bytes": data, "sessia": sessia}) for i in range(1, count + 1)
+    )
+    before = await asyncio.to_thread(settled_rss, server, quiet=0.5)
+    sock = await asyncio.to_thread(non_reader, server)
+    try:
+        await asyncio.to_thread(sock.sendall, requests)
+        held = await asyncio.to_thread(settled_rss, server) - before
+        assert held < 24 * MiB, f"server RSS grew by {held / MiB:.0f} MiB for one connection"
+        got = await asyncio.to_thread(frames_from, sock, count)
+    finally:
+        sock.close()
+    assert sorted(f.request_id for f in got) == list(range(1, count + 1))
+    assert all(decode_body(f.codec, f.body)["Status"]["code"] == 200 for f in got)
