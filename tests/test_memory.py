@@ -250,3 +250,36 @@ async def test_pipelined_uploads_stay_within_a_few_mib(start_server) -> None:
         sock.close()
     assert sorted(f.request_id for f in got) == list(range(1, count + 1))
     assert all(decode_body(f.codec, f.body)["Status"]["code"] == 200 for f in got)
+
+
+async def test_pipelined_event_pages_a_client_never_reads_stay_within_a_few_mib(start_server) -> None:
+    """GetEvents pages of 1000 events can be megabytes each: 200 pages of
+    1.3 MB pipelined and left unread are built a bound's worth at a time."""
+    import client_sdk
+
+    server = start_server("--rate-send-message", "0")
+    user = await client_sdk.connect(server.host, server.port, device={"deviceid": "mem-ev"}, client=TEST_CLIENT)
+    try:
+        await user.register("memev", "memev@example.org", PASSWORD)
+        key = await user.create_dialog("long log")
+        for i in range(300):
+            await user.send_message(key, f"{i:04d} " + "z" * 4000)
+        page = await user.call("GetEvents", {"after": 0, "take": 1000})
+        sessia = user.sessia()
+    finally:
+        await user.close()
+    count = 200
+    requests = b"".join(
+        encode_request(i, "GetEvents", {"after": 0, "take": 1000, "sessia": sessia}) for i in range(1, count + 1)
+    )
+    before = await asyncio.to_thread(settled_rss, server, quiet=0.5)
+    sock = await asyncio.to_thread(non_reader, server)
+    try:
+        await asyncio.to_thread(sock.sendall, requests)
+        held = await asyncio.to_thread(settled_rss, server) - before
+        assert held < 24 * MiB, f"server RSS grew by {held / MiB:.0f} MiB for one connection"
+        got = await asyncio.to_thread(frames_from, sock, count)
+    finally:
+        sock.close()
+    assert sorted(f.request_id for f in got) == list(range(1, count + 1))
+    assert all(decode_body(f.codec, f.body) == page for f in got)

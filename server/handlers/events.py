@@ -10,6 +10,10 @@ from storage import events as event_store
 
 from ..dispatch import Call, route
 from ..events import event_body
+from .messages import MSG_ITEM_BYTES
+
+#: The most bytes one event can take in a page: a message's, plus its envelope.
+EVENT_BYTES = MSG_ITEM_BYTES + 256
 
 
 @route(SUBSCRIBE)
@@ -34,10 +38,17 @@ async def unsubscribe(call: Call) -> dict[str, Any]:
 @route(GET_EVENTS)
 async def get_events(call: Call) -> dict[str, Any]:
     req = GetEvents.parse(call.body)
-    rows, last = await event_store.read_after(call.app.db, call.user_id, req.after, req.take)
-    return ok(
-        "Events",
-        Events=[event_body(r) for r in rows],
-        LastSeq=last,
-        More=bool(rows) and rows[-1].seq < last,
-    )
+    # Up to 1000 events a page: pipelined pages are built as the connection
+    # has room for them (server/answer_room.py).
+    size = EVENT_BYTES * req.take
+    await call.conn.room_for(size)
+    try:
+        rows, last = await event_store.read_after(call.app.db, call.user_id, req.after, req.take)
+        return ok(
+            "Events",
+            Events=[event_body(r) for r in rows],
+            LastSeq=last,
+            More=bool(rows) and rows[-1].seq < last,
+        )
+    finally:
+        call.conn.room.release(size)
