@@ -38,8 +38,10 @@ class Config:
     max_frame_size: int = 1 * MiB
     max_media_size: int = 20 * MiB
     max_inflight: int = 64
+    max_connection_buffer: int = 4 * MiB
     idle_timeout: float = 600.0
     read_timeout: float = 30.0
+    write_timeout: float = 60.0
     shutdown_timeout: float = 10.0
     db_pool_size: int = 20
     min_password_length: int = 8
@@ -177,10 +179,16 @@ def build_parser(*, add_help: bool = True) -> argparse.ArgumentParser:
                    help="largest uploaded file in bytes")
     p.add_argument("--max-inflight", type=int, default=d.max_inflight,
                    help="requests one connection may have in progress before the server stops reading it")
+    p.add_argument("--max-connection-buffer", type=int, default=d.max_connection_buffer,
+                   help="bytes of requests in progress and answers not yet sent one connection may hold before"
+                   " the server stops reading and starting its requests (default %(default)s)")
     p.add_argument("--idle-timeout", type=float, default=d.idle_timeout,
                    help="seconds without a frame before a connection is closed")
     p.add_argument("--read-timeout", type=float, default=d.read_timeout,
                    help="seconds a started frame may take to arrive completely")
+    p.add_argument("--write-timeout", type=float, default=d.write_timeout,
+                   help="seconds a connection may leave its unsent answers and pushes unread before it is closed"
+                   " (default %(default)s)")
     p.add_argument("--db-pool-size", type=int, default=d.db_pool_size,
                    help="most PostgreSQL connections this process opens (default %(default)s)")
     p.add_argument("--session-cache-size", type=int,

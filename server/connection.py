@@ -7,6 +7,17 @@ the loop iteration, so frames never interleave.  When a connection has ``max_inf
 running, further requests wait in arrival order (only those already read,
 at most one read's worth) and the server stops reading from it until half of
 them are done: a client cannot make the server run or queue unbounded work.
+
+Nor can it make the server hold unbounded memory by not reading its answers.
+What a connection holds is the bodies of its running requests plus its answers
+not yet sent (queued frames and the transport's buffer).  While that is over
+``max_connection_buffer``, or while the transport is over its high-water mark
+(the peer is not keeping up), requests already read wait and no more are
+read; they start again as the answers drain.  Large answers (files) also take
+room before they are built (``server/answer_room.py``), so requests already
+running do not build them all at once.  A connection that leaves its answers
+unread for ``write_timeout`` seconds is told why (an ERROR frame, request id
+0) and closed.
 """
 
 from __future__ import annotations
@@ -19,6 +30,9 @@ from typing import TYPE_CHECKING
 
 from protocol.frames import Decoder, Frame, FrameError, FrameKind, encode_error, encode_pong
 from protocol.requests import MEDIA
+from protocol.status import Status
+
+from .answer_room import AnswerRoom
 
 if TYPE_CHECKING:
     from .app import App
@@ -28,6 +42,9 @@ log = logging.getLogger("sessia.connection")
 SERVER_ACCEPTS = frozenset((FrameKind.REQUEST, FrameKind.PING))
 #: Seconds a closing connection waits for the peer to close its side too.
 LINGER = 2.0
+#: Frames of one loop iteration up to this many bytes are joined into one
+#: write; beyond it they are handed over as they are (still one system call).
+JOIN_LIMIT = 256 * 1024
 
 
 class Connection(asyncio.Protocol):
@@ -35,6 +52,7 @@ class Connection(asyncio.Protocol):
         "app", "transport", "decoder", "peer", "inflight", "last_frame_at", "partial_since",
         "closing", "_reading_paused", "_write_paused", "_loop", "_tasks", "_backlog", "_draining",
         "_eof_sent", "_peer_eof", "_linger", "_lost", "ip", "_admitted", "session_ids", "_out", "_out_size",
+        "_max_inflight", "_limit", "_in_bytes", "room", "_stall", "_stall_size",
     )
 
     def __init__(self, app: App) -> None:
@@ -64,6 +82,12 @@ class Connection(asyncio.Protocol):
         self._lost: asyncio.Future[None] = self._loop.create_future()
         self._out: list[bytes] | None = None  # frames written in this loop iteration, not yet flushed
         self._out_size = 0
+        self._max_inflight = cfg.max_inflight
+        self._limit = cfg.max_connection_buffer
+        self._in_bytes = 0  # bodies of the requests running
+        self.room = AnswerRoom(cfg.max_connection_buffer, self._loop)
+        self._stall: asyncio.TimerHandle | None = None  # write timeout, armed while writing is paused
+        self._stall_size = 0
 
     # -- asyncio.Protocol --------------------------------------------------------
 
@@ -97,10 +121,14 @@ class Connection(asyncio.Protocol):
             self._admitted = False
             self.app.release_connection(self.ip)
         self._backlog.clear()  # nobody is left to answer
+        self.room.close()
         self.app.connections.discard(self)
         self.app.events.unsubscribe(self)
         if self._linger is not None:
             self._linger.cancel()
+        if self._stall is not None:
+            self._stall.cancel()
+            self._stall = None
         if not self._lost.done():
             self._lost.set_result(None)
         log.debug("connection from %s closed", self.peer)
@@ -128,13 +156,42 @@ class Connection(asyncio.Protocol):
             self.partial_since = now
 
     def pause_writing(self) -> None:
-        # The client is not reading its answers: stop reading its requests.
+        # The client is not reading its answers: stop reading and starting its
+        # requests, and give it ``write_timeout`` seconds to take some.
         self._write_paused = True
         self._pause_reading()
+        if self._stall is None and self.transport is not None:
+            self._stall_size = self.transport.get_write_buffer_size()
+            self._stall = self._loop.call_later(self.app.config.write_timeout, self._stalled)
 
     def resume_writing(self) -> None:
         self._write_paused = False
+        if self._stall is not None:
+            self._stall.cancel()
+            self._stall = None
+        if self.room.waiting:
+            self.room.grant(self._out_size)
+        if self._backlog:
+            self._pump()
         self._maybe_resume_reading()
+
+    def _stalled(self) -> None:
+        """Writing has been paused for ``write_timeout`` seconds: close the
+        connection if the peer took nothing meanwhile (its buffer did not
+        shrink), else wait another period."""
+        self._stall = None
+        transport = self.transport
+        if transport is None or transport.is_closing() or self._eof_sent or not self._write_paused:
+            return
+        size = transport.get_write_buffer_size()
+        if size < self._stall_size:
+            self._stall_size = size
+            self._stall = self._loop.call_later(self.app.config.write_timeout, self._stalled)
+            return
+        timeout = self.app.config.write_timeout
+        log.info("closing %s: %d bytes unread for %.0fs", self.peer, self.write_buffer_size, timeout)
+        self._write(encode_error(0, Status.TOO_MANY_REQUESTS, f"closing: answers and pushes left unread for {timeout:g}s"))
+        self.close()
 
     def eof_received(self) -> bool:
         # Half-close: finish what is in flight (and waiting), then close.
@@ -147,8 +204,13 @@ class Connection(asyncio.Protocol):
     # -- requests ----------------------------------------------------------------
 
     def _start(self, frame: Frame) -> None:
-        # One read may hold many frames: beyond the limit they wait their turn.
-        if self.inflight >= self.app.config.max_inflight or self._backlog:
+        # One read may hold many frames: beyond the limits they wait their turn.
+        if (
+            self._backlog
+            or self.inflight >= self._max_inflight
+            or self._write_paused
+            or (self.inflight and self._in_bytes + self._out_size > self._limit)
+        ):
             self._backlog.append(frame)
             self._pause_reading()
             return
@@ -156,11 +218,26 @@ class Connection(asyncio.Protocol):
 
     def _launch(self, frame: Frame) -> None:
         self.inflight += 1
-        if self.inflight >= self.app.config.max_inflight:
+        self._in_bytes += len(frame.body)
+        if self.inflight >= self._max_inflight or self._in_bytes > self._limit:
             self._pause_reading()
         task = self._loop.create_task(self._run(frame))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    def _pump(self) -> None:
+        """Start waiting requests while the connection has room for them; one
+        always starts when none runs, so a request larger than the bound
+        still runs (alone)."""
+        backlog = self._backlog
+        while (
+            backlog
+            and not self._draining
+            and not self._write_paused
+            and self.inflight < self._max_inflight
+            and (not self.inflight or self._in_bytes + self._out_size <= self._limit)
+        ):
+            self._launch(backlog.popleft())
 
     async def _run(self, frame: Frame) -> None:
         try:
@@ -168,8 +245,9 @@ class Connection(asyncio.Protocol):
             self._write(data)
         finally:
             self.inflight -= 1
-            if self._backlog and not self._draining:
-                self._launch(self._backlog.popleft())
+            self._in_bytes -= len(frame.body)
+            if self._backlog:
+                self._pump()
             self._maybe_resume_reading()
             if self.closing and self.inflight == 0:
                 self.close()
@@ -202,10 +280,29 @@ class Connection(asyncio.Protocol):
             self._out_size += len(data)
 
     def _flush(self) -> None:
-        out, self._out, self._out_size = self._out, None, 0
+        out, size = self._out, self._out_size
+        self._out, self._out_size = None, 0
         transport = self.transport
         if out and transport is not None and not transport.is_closing():
-            transport.write(out[0] if len(out) == 1 else b"".join(out))
+            if len(out) == 1:
+                transport.write(out[0])
+            elif size <= JOIN_LIMIT:
+                transport.write(b"".join(out))
+            else:
+                transport.writelines(out)  # large answers: no second copy of them all
+        # What waited for the queued frames to leave may go on now.
+        if self.room.waiting and not self._write_paused:
+            self.room.grant(0)
+        if self._backlog:
+            self._pump()
+            self._maybe_resume_reading()
+
+    async def room_for(self, size: int) -> None:
+        """Wait until an answer of about ``size`` bytes may be built (a file):
+        see server/answer_room.py.  The caller gives the room back with
+        ``room.release(size)`` once the answer is built, just before it is
+        written."""
+        await self.room.take(size, self._out_size, self._write_paused)
 
     def send(self, data: bytes) -> None:
         """Write one whole frame (answers and pushes)."""
@@ -230,7 +327,8 @@ class Connection(asyncio.Protocol):
             and not self._write_paused
             and not self._draining
             and not self._backlog
-            and self.inflight <= self.app.config.max_inflight // 2
+            and self.inflight <= self._max_inflight // 2
+            and self._in_bytes <= self._limit // 2
             and self.transport is not None
             and not self.transport.is_closing()
         ):

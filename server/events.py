@@ -55,6 +55,7 @@ class Subscription:
     dropped: bool = False
     early: dict[int, tuple[event_store.EventRow, bytes]] | None = None  # seq -> event that came before its turn
     left: set[str] | None = None  # keys of dialogs this user was removed from, as seen in its events
+    replay: asyncio.Future[None] | None = None  # the connection's latest catch-up task
 
     def still_member(self, row: event_store.EventRow) -> bool:
         """Whether the event, next in this user's sequence, is one the user may
@@ -140,8 +141,11 @@ class EventHub:
     # -- subscriptions -------------------------------------------------------------
 
     def subscribe(self, conn: Connection, user_id: int, after: int, codec: int, session_id: int) -> Subscription:
+        old = self._by_conn.get(conn)
         self.unsubscribe(conn)
         sub = Subscription(conn, user_id, after, session_id, codec)
+        if old is not None:
+            sub.replay = old.replay  # its catch-up ends before this one reads
         self._by_conn[conn] = sub
         self._by_user.setdefault(user_id, set()).add(sub)
         self._start_catch_up(sub)
@@ -289,10 +293,15 @@ class EventHub:
             sub.again = True
             return
         sub.catching_up = True
-        self._spawn(self._catch_up(sub))
+        sub.replay = self._spawn(self._catch_up(sub, sub.replay))
 
-    async def _catch_up(self, sub: Subscription) -> None:
+    async def _catch_up(self, sub: Subscription, before: asyncio.Future[None] | None) -> None:
         try:
+            # One replay per connection at a time: a client that subscribes
+            # again and again makes the server read the log once, not once
+            # per Subscribe (each read holds a page of events).
+            if before is not None and not before.done():
+                await asyncio.wait([before])
             while not sub.dropped:
                 sub.again = False
                 start = sub.after
@@ -323,6 +332,7 @@ class EventHub:
         waited = 0.0
         while (
             waited < patience
+            and not sub.dropped
             and transport is not None
             and not transport.is_closing()
             and sub.conn.write_buffer_size > self.buffer_limit // 2
@@ -352,10 +362,11 @@ class EventHub:
 
     # -- plumbing ----------------------------------------------------------------------
 
-    def _spawn(self, coro: Any) -> None:
+    def _spawn(self, coro: Any) -> asyncio.Future[None]:
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        return task
 
     async def close(self) -> None:
         if self._tasks:

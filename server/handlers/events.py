@@ -9,8 +9,13 @@ from protocol.status import ok
 from storage import events as event_store
 
 from ..dispatch import Call, route
-from ..events import CATCH_UP_PAGE as SCAN_PAGE
 from ..events import event_body
+from .messages import MSG_ITEM_BYTES
+
+#: The most bytes one event can take in a page: a message's, plus its envelope.
+EVENT_BYTES = MSG_ITEM_BYTES + 256
+#: Rows GetEvents reads at least per round trip to the log.
+SCAN_PAGE = 100
 
 
 @route(SUBSCRIBE)
@@ -40,18 +45,28 @@ async def unsubscribe(call: Call) -> dict[str, Any]:
 @route(GET_EVENTS)
 async def get_events(call: Call) -> dict[str, Any]:
     req = GetEvents.parse(call.body)
-    rows: list[event_store.EventRow] = []
-    after = req.after
-    while True:  # events the reader may no longer see are passed over, a scan page at a time
-        page = await event_store.read_after(call.app.db, call.user_id, after, max(req.take, SCAN_PAGE))
-        rows += page.rows
-        if len(rows) >= req.take or page.through >= page.last_seq or page.through == after:
-            break
-        after = page.through
-    del rows[req.take:]
-    return ok(
-        "Events",
-        Events=[event_body(r) for r in rows],
-        LastSeq=page.last_seq,
-        More=bool(rows) and rows[-1].seq < page.last_seq,
-    )
+    # Events the reader may no longer see are passed over, a scan page at a
+    # time (at least SCAN_PAGE, so that a long run of them costs few reads);
+    # pipelined pages are built as the connection has room for them
+    # (server/answer_room.py).
+    scan = max(req.take, SCAN_PAGE)
+    size = EVENT_BYTES * scan
+    await call.conn.room_for(size)
+    try:
+        rows: list[event_store.EventRow] = []
+        after = req.after
+        while True:
+            page = await event_store.read_after(call.app.db, call.user_id, after, scan)
+            rows += page.rows
+            if len(rows) >= req.take or page.through >= page.last_seq or page.through == after:
+                break
+            after = page.through
+        del rows[req.take:]
+        return ok(
+            "Events",
+            Events=[event_body(r) for r in rows],
+            LastSeq=page.last_seq,
+            More=bool(rows) and rows[-1].seq < page.last_seq,
+        )
+    finally:
+        call.conn.room.release(size)

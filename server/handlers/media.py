@@ -13,6 +13,7 @@ import logging
 import secrets
 from typing import Any
 
+from protocol.codecs import Codec
 from protocol.requests import GET_MEDIA, MEDIA
 from protocol.requests.media import MediaDownload, MediaUpload, wants_dialog_listing
 from protocol.status import BadRequest, InternalError, NotFound, ok
@@ -59,12 +60,25 @@ async def get_media(call: Call) -> dict[str, Any]:
     row = await media.visible_to(call.app.db, req.key, call.user_id)
     if row is None:
         raise NotFound("media not found")
+    # The file is read only when the connection has room for its answer: a
+    # client that pipelines downloads and does not read them gets them one
+    # bound's worth at a time, not all read into memory at once.
+    size = answer_size(row.size, call.codec)
+    await call.conn.room_for(size)
     try:
         data = await _store(call).read(row.sha256)
+        return ok("Media sent", BytesBase64=data, Extension=row.extension, Hash=row.key)
     except FileNotFoundError:
         log.error("media %s: file %s is missing from the store", row.key, row.sha256.hex())
         raise InternalError("media file is missing on the server") from None
-    return ok("Media sent", BytesBase64=data, Extension=row.extension, Hash=row.key)
+    finally:
+        call.conn.room.release(size)
+
+
+def answer_size(file_size: int, codec: int) -> int:
+    """Bytes of a ``GetMedia`` answer: the file, base64-encoded in JSON, plus
+    the frame and the other fields."""
+    return (file_size * 4 // 3 if codec == Codec.JSON else file_size) + 1024
 
 
 async def _dialog_media(call: Call) -> dict[str, Any]:

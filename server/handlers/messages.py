@@ -17,7 +17,16 @@ import orjson
 from protocol import events as ev
 from protocol.requests import GET_DEL_MESSAGES, GET_MESSAGES, SEND_MESSAGE
 from protocol.requests.dialogs import format_date
-from protocol.requests.messages import ADD, DELETE, EDIT, GetDelMessages, GetMessages, SendMessage
+from protocol.requests.messages import (
+    ADD,
+    DELETE,
+    EDIT,
+    MAX_CONTENT_LENGTH,
+    MAX_MEDIA_PER_MESSAGE,
+    GetDelMessages,
+    GetMessages,
+    SendMessage,
+)
 from protocol.status import Conflict, Forbidden, Gone, NotFound, ok
 from storage import dialogs as dialog_store
 from storage import events as event_store
@@ -28,6 +37,10 @@ from ..dispatch import Call, route
 from .dialogs import DIALOG_NOT_FOUND, member_of
 
 MESSAGE_NOT_FOUND = "message not found"
+#: The most bytes one ``Msg`` item can take in an answer: its text at up to 4
+#: bytes a character, its media keys and positions, the other fields.  Pages
+#: take room for this many per message (server/answer_room.py).
+MSG_ITEM_BYTES = 4 * MAX_CONTENT_LENGTH + MAX_MEDIA_PER_MESSAGE * 140 + 512
 
 
 def new_message_key() -> str:
@@ -168,6 +181,17 @@ async def _hide(call: Call, req: SendMessage) -> dict[str, Any]:
 @route(GET_MESSAGES)
 async def get_messages(call: Call) -> dict[str, Any]:
     req = GetMessages.parse(call.body)
+    # A page can be megabytes: pipelined pages are built as the connection
+    # has room for them, not all at once.
+    size = MSG_ITEM_BYTES * (1 if req.msgkey is not None else req.page.take)
+    await call.conn.room_for(size)
+    try:
+        return await _messages(call, req)
+    finally:
+        call.conn.room.release(size)
+
+
+async def _messages(call: Call, req: GetMessages) -> dict[str, Any]:
     page = req.page
     if req.msgkey is None and page.since is None:  # the hot read: one statement
         found = await message_store.newest_page(call.app.db, req.dialog, call.user_id, take=page.take, skip=page.skip)
