@@ -160,7 +160,7 @@ def vars_of(item: Any) -> dict[str, Any]:
 
 #: Counts that must all be zero (and acknowledged above zero) for a run to pass.
 MUST_BE_ZERO = ("lost", "stored_twice", "stray", "event_log_missing", "event_log_duplicated", "events_missing",
-                "events_duplicated", "events_unexpected", "order_violations")
+                "events_duplicated", "events_unexpected", "order_violations", "refused", "stream_errors")
 
 
 def failures(counts: dict[str, Any]) -> list[str]:

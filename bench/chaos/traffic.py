@@ -17,6 +17,7 @@ message stored in its dialogs must reach it, once, in order.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import time
 from collections import Counter
@@ -46,12 +47,11 @@ async def connect(host: str, port: int, name: str) -> client_sdk.Client:
     )
 
 
-async def resume(client: client_sdk.Client, token: str, give_up: float) -> bool:
+async def resume(client: client_sdk.Client, give_up: float) -> bool:
     """Reconnect to the client's node and resume the session, with backoff,
     until ``give_up`` (monotonic); False if it never came back."""
     delay = 0.05
     while time.monotonic() < give_up:
-        client.token = token  # a failed resume must not forget the session
         try:
             await client.reconnect()
             return True
@@ -118,7 +118,7 @@ class Sender:
                 self.refused[f"{exc.code}"] += 1
                 return
             except TRANSIENT:
-                if not await resume(self.client, self.token, give_up):
+                if not await resume(self.client, give_up):
                     break
                 self.reconnects += 1
                 continue
@@ -165,10 +165,14 @@ class Receiver:
                         self.events.append(Received(event.seq, str(event.data.get("PkDialog")), str(info.get("msgKey"))))
                 return
             except (*TRANSIENT, SessiaError) as exc:
+                # The stream should ride out every fault of the run by itself:
+                # counted as a failure, then the run goes on with a new stream.
                 self.escaped[type(exc).__name__] += 1
-                self.client.token = self.token
-                stream = self.client.events(stream.last_seq, max_backoff=1.0)
                 await asyncio.sleep(0.2)
+                if self.client.token is None:
+                    with contextlib.suppress(*TRANSIENT, SessiaError):
+                        await self.client.login_with_token(self.token)
+                stream = self.client.events(stream.last_seq, max_backoff=1.0)
 
     def keys(self) -> set[tuple[str, str]]:
         return {(e.dialog, e.msgkey) for e in self.events}
