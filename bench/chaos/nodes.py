@@ -72,9 +72,13 @@ class Postgres:
         self.pg = EmbeddedPostgres(workdir / "db", durable=True)
         self.url = self.pg.url
         self.crashes = 0
+        self._starting: asyncio.Future[str] | None = None
 
     async def start(self) -> None:
-        self.url = await asyncio.to_thread(self.pg.start)
+        # Shielded: an interrupted run still waits for pg_ctl in ``stop`` rather
+        # than leaving a PostgreSQL that came up after the harness looked.
+        self._starting = asyncio.ensure_future(asyncio.to_thread(self.pg.start))
+        self.url = await asyncio.shield(self._starting)
 
     async def crash(self) -> None:
         """``pg_ctl stop -m immediate``: no checkpoint, recovery from the WAL at the next start."""
@@ -82,7 +86,10 @@ class Postgres:
         self.crashes += 1
 
     async def stop(self) -> None:
+        if self._starting is not None:
+            await asyncio.gather(self._starting, return_exceptions=True)
         await asyncio.to_thread(self.pg.stop, "immediate")
+        shutil.rmtree(self.pg.socket_dir, ignore_errors=True)
 
 
 class Node:
