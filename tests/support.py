@@ -49,6 +49,7 @@ class ServerProcess:
             env=env,
         )
         ready = threading.Event()
+        listening = threading.Event()
 
         def read() -> None:
             assert self.proc is not None and self.proc.stderr is not None
@@ -57,12 +58,15 @@ class ServerProcess:
                 match = re.search(r"listening on ([\d.]+):(\d+)", line)
                 if match:
                     self.port = int(match.group(2))
+                    listening.set()
                     ready.set()
             ready.set()
 
         self._reader = threading.Thread(target=read, daemon=True)
         self._reader.start()
-        if not ready.wait(timeout) or self.proc.poll() is not None:
+        # ``listening``, not only ``poll()``: a process that failed closes its
+        # stderr a moment before it can be reaped.
+        if not ready.wait(timeout) or not listening.is_set() or self.proc.poll() is not None:
             self.stop()
             raise RuntimeError("server did not start:\n" + "\n".join(self.log[-40:]))
         return self

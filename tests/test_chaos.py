@@ -17,7 +17,7 @@ def test_short_chaos_run_loses_nothing(tmp_path: Path) -> None:
     report_path = tmp_path / "chaos.json"
     run = subprocess.run(
         [sys.executable, "-m", "bench.chaos", "--nodes", "2", "--kills", "3", "--pg-crashes", "1",
-         "--duration", "20", "--dialogs", "4", "--settle", "20", "--json", str(report_path)],
+         "--duration", "15", "--dialogs", "4", "--settle", "20", "--json", str(report_path)],
         cwd=ROOT, capture_output=True, text=True, timeout=240,
     )
     assert run.returncode == 0, run.stdout + run.stderr[-3000:]
