@@ -20,6 +20,7 @@ help:
 	@echo "make bench  microbenchmarks"
 	@echo "make load   end-to-end load test: SCENARIO=send|history|search|login|fanout|idle LOAD_ARGS=..."
 	@echo "make fuzz   random hostile bodies against a real server for FUZZ_SECONDS (default $(FUZZ_SECONDS))"
+	@echo "make chaos  kills, PostgreSQL crashes and broker restarts under load, then an audit: CHAOS_ARGS=..."
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -53,3 +54,11 @@ SCENARIO ?= send
 .PHONY: load
 load: $(STAMP)
 	$(PY) -m bench.load $(SCENARIO) $(LOAD_ARGS)
+
+# `make chaos CHAOS_ARGS="--broker nats --kills 10 --duration 60"`: node kills, PostgreSQL crashes and
+# broker restarts under senders and receivers, then an audit of what survived
+# (docs/operations.md, "Chaos runs"). Exits non-zero on any loss.
+CHAOS_ARGS ?= --nodes 2 --kills 50 --pg-crashes 3 --broker-restarts 3 --duration 150
+.PHONY: chaos
+chaos: $(STAMP)
+	$(PY) -m bench.chaos $(CHAOS_ARGS)

@@ -21,7 +21,7 @@ from protocol.codecs import Codec
 from protocol.status import error_for
 
 from .api import DevicesAPI, DialogsAPI, FriendsAPI, MediaAPI, MessagesAPI, ProfilesAPI, SearchAPI
-from .errors import ConnectionClosed, NotLoggedIn
+from .errors import ClientError, ConnectionClosed, NotLoggedIn, Unavailable
 from .events import EventStream
 from .transport import Push, Transport, open_transport
 from .types import ClientBuild, Device, LoginResult
@@ -150,10 +150,15 @@ class Client(ProfilesAPI, FriendsAPI, MediaAPI, DialogsAPI, MessagesAPI, SearchA
         return self._logged_in(answer)
 
     async def login_with_token(self, token: str) -> LoginResult:
-        """Resume a session kept from an earlier login on this device."""
+        """Resume a session kept from an earlier login on this device.  The
+        token is forgotten only when the server refuses it: after a lost
+        connection or a 503 (the database restarting) it is kept, so that
+        ``reconnect`` can try again."""
         self.token = token
         try:
             answer = await self.request(R.AUTH, {})
+        except (ClientError, OSError, Unavailable):
+            raise
         except Exception:
             self.token = None
             raise

@@ -3,7 +3,8 @@
 The stream subscribes from the last seq it has yielded.  If the connection
 drops (or the server restarts), it reconnects with exponential backoff and
 jitter, resumes the session by token, and subscribes again from that seq, so
-the server replays what was missed.  A ``Resync`` push (the client read too
+the server replays what was missed.  A 503 (the server's database is
+restarting) is waited out the same way.  A ``Resync`` push (the client read too
 slowly) or a local queue overflow is handled the same way without a
 reconnect.  Events with a seq already yielded are skipped, so nothing is seen
 twice.
@@ -19,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from protocol.requests.events import SUBSCRIBE
 
-from .errors import ClientError, ConnectionClosed, Gone, RequestTimeout, Unauthorized
+from .errors import ClientError, ConnectionClosed, Gone, RequestTimeout, Unauthorized, Unavailable
 
 if TYPE_CHECKING:
     from .client import Client
@@ -42,6 +43,7 @@ class EventStream:
         self.max_backoff = max_backoff
         self._subscribed = False
         self._overflow_seen = 0
+        self._delay = 0.1  # seconds before the next attempt after a failure
 
     def __aiter__(self) -> AsyncIterator[Event]:
         return self
@@ -63,6 +65,13 @@ class EventStream:
                 if not self.reconnect:
                     raise StopAsyncIteration from None
                 await self._reconnect()
+                continue
+            except Unavailable:
+                # The server is up but its database is not (yet): subscribe
+                # again after a pause, from the same seq.
+                if not self.reconnect:
+                    raise
+                await self._pause()
                 continue
             if push is None:
                 continue
@@ -91,6 +100,7 @@ class EventStream:
             self.last_seq = int(answer["LastSeq"])
         self._overflow_seen = self.client.transport.push_overflow
         self._subscribed = True
+        self._delay = 0.1
 
     async def _next_push(self):
         transport = self.client.transport
@@ -114,14 +124,18 @@ class EventStream:
 
     async def _reconnect(self) -> None:
         self._subscribed = False
-        delay = 0.1
         while True:
             try:
                 await self.client.reconnect()
                 return
             except Unauthorized:
                 raise  # the session was revoked: nothing to resume
-            except (ClientError, OSError):
-                pass
-            await asyncio.sleep(delay * (0.5 + random.random()))
-            delay = min(delay * 2, self.max_backoff)
+            except (ClientError, OSError, Unavailable):
+                pass  # not reachable yet, or reachable without its database
+            await self._pause()
+
+    async def _pause(self) -> None:
+        """Exponential backoff with jitter between attempts; reset by a subscription."""
+        self._subscribed = False
+        await asyncio.sleep(self._delay * (0.5 + random.random()))
+        self._delay = min(self._delay * 2, self.max_backoff)

@@ -142,7 +142,13 @@ class Transport(asyncio.Protocol):
         future = asyncio.get_running_loop().create_future()
         self._pending[request_id] = future
         future.add_done_callback(lambda _f, rid=request_id: self._pending.pop(rid, None))
-        self._write(data)
+        try:
+            self._write(data)
+        except BaseException:
+            # Not sent: no answer will come, and the connection's loss must not
+            # later fail a future nobody awaits ("exception never retrieved").
+            future.cancel()
+            raise
         try:
             return await asyncio.wait_for(future, timeout)
         except TimeoutError:

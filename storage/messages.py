@@ -45,7 +45,8 @@ from .planning import one_key
 #: the number of that recipient's new events and numbers them in message
 #: order.  The event rows go in with the messages: a message is never stored
 #: without its event.  Counter rows are locked in user id order, so batches
-#: and other appends (storage/events.py) cannot deadlock on them.
+#: and other appends (storage/events.py) cannot deadlock on them, and before
+#: any message id is drawn, so message ids and event seqs agree across nodes.
 ADD_BATCH_SQL = """
 WITH req AS (
     -- the payload is parsed once here, not once per recipient
@@ -92,11 +93,23 @@ WITH req AS (
                OR EXISTS (SELECT 1 FROM unnest($12::int[], $13::text[]) AS f(n, k) WHERE f.n = mi.n AND f.k = mi.k))
     )
     GROUP BY mi.n
+), locked AS (
+    -- The event counters of every member of the target dialogs, locked in
+    -- user id order BEFORE the messages get their ids: two statements that
+    -- share a recipient (two nodes sending into one dialog) then take ids
+    -- and seqs in the same order, so pushes and history agree on the order.
+    SELECT q.user_id FROM user_event_seq q
+    WHERE q.user_id IN (
+        SELECT dm.user_id FROM checked c JOIN dialog_members dm ON dm.dialog_id = c.dialog_id
+    )
+    ORDER BY q.user_id
+    FOR UPDATE
 ), ins AS (
     INSERT INTO messages (dialog_id, key, author_id, content, created_at, forwarded_key, important)
     SELECT c.dialog_id, c.key, c.author_id, c.content, c.created_at, c.forwarded_key, c.important
     FROM checked c
     WHERE c.dialog_id IS NOT NULL AND NOT c.blocked AND NOT EXISTS (SELECT 1 FROM missing WHERE missing.n = c.n)
+      AND (SELECT count(*) FROM locked) >= 0  -- evaluated first, once: the locks precede the ids
     ORDER BY c.n
     ON CONFLICT (dialog_id, key) DO NOTHING
     RETURNING dialog_id, id, key, author_id, created_at
@@ -117,11 +130,6 @@ WITH req AS (
 ), recipients AS (
     SELECT s.n, dm.user_id
     FROM stored s JOIN dialog_members dm ON dm.dialog_id = s.dialog_id
-), locked AS (
-    SELECT q.user_id FROM user_event_seq q
-    WHERE q.user_id IN (SELECT user_id FROM recipients)
-    ORDER BY q.user_id
-    FOR UPDATE
 ), bumped AS (
     UPDATE user_event_seq q SET last_seq = q.last_seq + c.count
     FROM (SELECT user_id, count(*) AS count FROM recipients GROUP BY user_id) AS c

@@ -214,3 +214,36 @@ async def test_a_users_events_go_with_the_account(user, server):
         assert await conn.fetchval(count, alice.user_id) >= 2
     finally:
         await conn.close()
+
+
+async def test_pushes_and_history_agree_on_order_when_two_nodes_send_into_one_dialog(start_server, new_database):
+    """Messages sent at the same moment through two nodes: every member is
+    pushed them in the order of the dialog's history (message ids), so a
+    client that appends pushes and later reloads the history, or marks read
+    up to the last message it was pushed, sees the same order."""
+    url = new_database()
+    node_a = start_server(database_url=url)
+    node_b = start_server(database_url=url)
+    reader = await register_on(node_a)
+    senders = [await register_on(node) for node in (node_a, node_b, node_a, node_b)]
+    try:
+        dialog = await senders[0].create_dialog("race", members=[reader.user_id] + [s.user_id for s in senders[1:]])
+        stream = await reader.events().start()
+
+        async def send(c: client_sdk.Client, lane: int) -> None:
+            for n in range(15):
+                await c.send_message(dialog, f"{c.user_id}.{lane}.{n}")
+
+        await asyncio.gather(*(send(c, lane) for c in senders for lane in range(4)))
+        pushed = []
+        while len(pushed) < 4 * 4 * 15:
+            event = await next_event(stream)
+            if event.kind == "NewMessage":
+                pushed.append(event.data["Msg"]["infoMessage"]["msgKey"])
+        history = []
+        for skip in range(0, len(pushed), 100):
+            history += [m.key for m in await reader.messages(dialog, take=100, skip=skip)]
+        assert pushed == history[::-1]
+    finally:
+        for c in (reader, *senders):
+            await c.close()

@@ -189,6 +189,44 @@ async def test_postgres_restart_under_load_gives_503_then_recovers(start_server,
         server.stop()
 
 
+async def test_event_stream_waits_out_a_database_outage(start_server, own_postgres):
+    """The SDK's ``events()`` reconnects while the server is up and its
+    database is not: the 503s of Auth and Subscribe are waited out, the
+    session is kept, and the stream resumes from its seq when PostgreSQL is back."""
+    pg = own_postgres
+    server = start_server(database_url=pg.url)
+    try:
+        alice, dialog = await owner_with_dialog(server)
+        bob = await connect(server)
+        login = unique("f")
+        await bob.register(login, f"{login}@example.org", PASSWORD)
+        await alice.change_dialog(dialog, add_members=[bob.user_id])
+        stream = await alice.events(max_backoff=0.5).start()
+        await bob.send_message(dialog, "before")
+        assert (await asyncio.wait_for(stream.__anext__(), 10)).kind == "NewMessage"
+
+        await asyncio.to_thread(pg.stop, "immediate")
+        alice.transport.close()  # the connection drops while the database is down
+        waiting = asyncio.create_task(asyncio.wait_for(stream.__anext__(), 60))
+        await asyncio.sleep(2.0)
+        assert not waiting.done(), waiting  # retrying, not raising 503 to the caller
+        await asyncio.to_thread(pg.start)
+        for _ in range(100):
+            try:
+                await bob.send_message(dialog, "after", msgkey="after-the-outage")
+                break
+            except SessiaError as exc:
+                assert exc.code == 503, exc
+                await asyncio.sleep(0.1)
+        event = await waiting
+        assert event.kind == "NewMessage" and event.data["Msg"]["infoMessage"]["content"] == "after"
+        assert alice.token is not None
+        for c in (alice, bob):
+            await c.close()
+    finally:
+        server.stop()
+
+
 # -- graceful shutdown under load ------------------------------------------------------------
 
 
