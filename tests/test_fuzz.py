@@ -51,10 +51,6 @@ TOTAL = int(os.environ.get("SESSIA_FUZZ_EXAMPLES", "0"))
 SHORT = 60  # examples per search in the short profile
 NAMES = tuple(SCHEMA)
 PASSWORD = "correct horse battery"
-#: What the log must never show: a handler's bug, an answer that could not be
-#: encoded, or a task that died unseen.
-LOG_ALARMS = ("Traceback", "unhandled error", "cannot encode", "exception was never retrieved",
-              "Exception in callback")
 #: Every rate limit off: the searches must reach the handlers, not the 429 at their door.
 NO_RATE_LIMITS = [arg for name in ("auth-account", "auth-ip", "registration-account", "registration-ip",
                                    "email-account", "email-ip", "send-message", "media", "search")
@@ -223,10 +219,6 @@ def raw_body(codec: int, body: Any) -> bytes:
     return json.dumps(body, ensure_ascii=True, allow_nan=True, default=lambda b: b.hex()).encode()
 
 
-def log_alarms(server: ServerProcess, since: int) -> list[str]:
-    return [line for line in server.log[since:] if any(alarm in line for alarm in LOG_ALARMS)]
-
-
 def check_answer(wire: SyncWire, name: str, codec: int, body: Any, server: ServerProcess) -> int:
     """Send one body; its answer must be a RESPONSE with a status documented
     for ``name``, and the server's log must stay clean."""
@@ -242,9 +234,9 @@ def check_answer(wire: SyncWire, name: str, codec: int, body: Any, server: Serve
     if code == 500:
         time.sleep(0.2)  # the traceback is on its way through the log pipe: show it
     assert frame.kind == FrameKind.RESPONSE, (frame, answer)
-    assert code in DOCUMENTED.get(name, {400}), (name, codec, body, answer, log_alarms(server, mark))
+    assert code in DOCUMENTED.get(name, {400}), (name, codec, body, answer, server.alarms(mark))
     assert "Traceback" not in answer["Status"]["message"]
-    assert not log_alarms(server, mark), (name, codec, body, answer, log_alarms(server, mark))
+    assert not server.alarms(mark), (name, codec, body, answer, server.alarms(mark))
     return code
 
 
@@ -253,7 +245,7 @@ def assert_clean_log(wire: SyncWire, server: ServerProcess, since: int) -> None:
     (also what reached the log after the example that caused it)."""
     wire.alive()
     time.sleep(0.1)
-    assert not log_alarms(server, since), "\n".join(server.log[since:][-60:])
+    assert not server.alarms(since), "\n".join(server.log[since:][-60:])
 
 
 def with_fields(base: dict[str, Any], paths: tuple[str, ...], chosen: dict[str, Any]) -> dict[str, Any]:
@@ -423,6 +415,6 @@ def test_the_server_still_serves_a_new_client_after_the_fuzzing(fuzz_server):
         answer = wire.request("Registration", {"login": {"login": login}, "password": {"password": PASSWORD},
                                                "email": {"email": f"{login}@example.org"}, "sessia": login_sessia()})
         assert answer["Status"]["code"] == 200
-        assert not log_alarms(fuzz_server, 0), "\n".join(fuzz_server.log[-60:])
+        assert not fuzz_server.alarms(0), "\n".join(fuzz_server.log[-60:])
     finally:
         wire.close()
