@@ -48,7 +48,7 @@ from .support import TEST_CLIENT, ServerProcess
 
 #: ``make fuzz``: the examples of the whole file, shared out by weight.  0: the short profile.
 TOTAL = int(os.environ.get("SESSIA_FUZZ_EXAMPLES", "0"))
-SHORT = 60  # examples per search in the short profile
+SHORT = 40  # examples per search in the short profile
 NAMES = tuple(SCHEMA)
 PASSWORD = "correct horse battery"
 #: Every rate limit off: the searches must reach the handlers, not the 429 at their door.
@@ -300,7 +300,7 @@ def test_random_bodies_without_a_session(fuzz_server):
     wire = SyncWire(fuzz_server)
     mark = len(fuzz_server.log)
 
-    @fuzz_settings(examples(1))
+    @fuzz_settings(examples(1, short=100))
     @given(name=st.sampled_from(NAMES), codec=codecs, body=values)
     def fuzz(name: str, codec: int, body: Any) -> None:
         check_answer(wire, name, codec, body, fuzz_server)
@@ -357,7 +357,7 @@ def test_schema_bodies_get_documented_statuses(world: World, fuzz_server: Server
     mark = len(fuzz_server.log)
     codes: list[int] = []
 
-    @fuzz_settings(examples(3, short=40))
+    @fuzz_settings(examples(3, short=50))
     @given(codec=codecs, body=schema_bodies(name, known, base_for(world, name)))
     def fuzz(codec: int, body: dict[str, Any]) -> None:
         if name not in LOGIN_REQUESTS:
