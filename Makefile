@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed-stamp
 HOST ?= 127.0.0.1
 PORT ?= 7788
 DATA ?= var
-FUZZ_SECONDS ?= 60
+FUZZ_EXAMPLES ?= 100000
 
 .PHONY: run test lint fuzz bench clean help
 
@@ -19,7 +19,7 @@ help:
 	@echo "make lint   ruff"
 	@echo "make bench  microbenchmarks"
 	@echo "make load   end-to-end load test: SCENARIO=send|history|search|login|fanout|idle LOAD_ARGS=..."
-	@echo "make fuzz   random hostile bodies against a real server for FUZZ_SECONDS (default $(FUZZ_SECONDS))"
+	@echo "make fuzz   FUZZ_EXAMPLES (default $(FUZZ_EXAMPLES)) hostile bodies against a real server; prints how many ran"
 	@echo "make chaos  kills, PostgreSQL crashes and broker restarts under load, then an audit: CHAOS_ARGS=..."
 
 $(STAMP): pyproject.toml
@@ -40,7 +40,7 @@ lint: $(STAMP)
 	$(PY) -m ruff check protocol server storage client_sdk bench tests examples
 
 fuzz: $(STAMP)
-	SESSIA_FUZZ_SECONDS=$(FUZZ_SECONDS) $(PY) -m pytest -q -p no:cacheprovider tests/test_fuzz.py
+	SESSIA_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(PY) -m pytest -q -p no:cacheprovider tests/test_fuzz.py
 
 bench: $(STAMP)
 	$(PY) -m bench.micro

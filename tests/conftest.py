@@ -17,9 +17,17 @@ import pytest
 import client_sdk
 from storage.embedded import EmbeddedPostgres
 
+from .fuzz_schema import TALLY
 from .support import TEST_CLIENT, MailBox, ServerProcess, start_smtp
 
 _db_numbers = itertools.count(1)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """How many hostile examples the fuzz searches sent (``make fuzz`` promises a number)."""
+    if TALLY:
+        statuses = ", ".join(f"{code}: {n:,}" for code, n in sorted(TALLY.items()))
+        terminalreporter.write_line(f"fuzz: {TALLY.total():,} examples sent ({statuses})")
 
 
 @pytest.fixture(scope="session")

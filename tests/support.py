@@ -20,6 +20,11 @@ from aiosmtpd.controller import Controller
 
 ROOT = Path(__file__).resolve().parent.parent
 TEST_CLIENT = {"nameclient": "sessia-tests", "hashcert": "0123456789abcdef0123456789abcdef", "version": 3}
+#: What a server's log must never show, whatever a client sends: a handler's
+#: bug (logged with its traceback and answered 500), an answer that could not
+#: be encoded, or a task that died unseen.
+LOG_ALARMS = ("Traceback", "unhandled error", "cannot encode", "exception was never retrieved",
+              "Exception in callback")
 
 
 class ServerProcess:
@@ -84,6 +89,10 @@ class ServerProcess:
         if self._reader is not None:
             self._reader.join(5)
         return self.proc.returncode
+
+    def alarms(self, since: int = 0) -> list[str]:
+        """The lines of the log from line ``since`` on that show a bug (``LOG_ALARMS``)."""
+        return [line for line in self.log[since:] if any(alarm in line for alarm in LOG_ALARMS)]
 
     def kill(self) -> None:
         self.stop(signal.SIGKILL)

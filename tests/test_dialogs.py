@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from client_sdk import BadRequest, Forbidden, NotFound, Unprocessable
+from protocol.codecs import Codec
 
 from .support import refused
 
@@ -280,6 +281,31 @@ async def test_get_dialogs_refuses_bad_paging(user, body, status):
         assert answer["Status"]["message"].startswith("date: not a date")
     else:
         assert answer["Status"] == status
+
+
+#: A date is an instant in UTC between these two; one whose offset takes it
+#: outside is refused with 422 (it used to overflow into a 500).
+OUT_OF_RANGE = {"code": 422, "message": "date: must be from 0001-01-01T00:00:00.000000Z to "
+                                       "9999-12-31T23:59:59.999999Z (in UTC)"}
+
+
+@pytest.mark.parametrize("codec", [Codec.MSGPACK, Codec.JSON], ids=["msgpack", "json"])
+async def test_get_dialogs_dates_at_the_ends_of_the_calendar(user, server, codec):
+    alice, bob = await user(), await user()
+    key = await alice.create_dialog("ends", members=[bob.user_id])
+    mark = len(server.log)
+    for date in ("0001-01-01T00:00:00+05:00", "0001-01-01 04:59:59.999999+05:00", "9999-12-31T23:59:59-05:00",
+                 "9999-12-31T20:00:00-04:00:00.000001"):
+        for paging in ({}, {"take": 100, "skip": 2_000_000_000}):
+            answer = await alice.call("GetDialogs", {"date": date, **paging}, codec=codec)
+            assert answer["Status"] == OUT_OF_RANGE, (date, paging)
+    # The ends themselves, and an offset that keeps a date inside, are dates like any other.
+    for date, keys in (("0001-01-01T00:00:00Z", [key]), ("0001-01-01T00:00:00-05:00", [key]),
+                       ("9999-12-31T23:59:59.999999Z", []), ("9999-12-31T23:59:59+05:00", [])):
+        answer = await alice.call("GetDialogs", {"date": date, "take": 100, "skip": 0}, codec=codec)
+        assert answer["Status"]["code"] == 200, (date, answer)
+        assert [d["hash"] for d in answer["Dialogs"]] == keys, date
+    assert server.alarms(mark) == []
 
 
 async def test_get_dialogs_answer_shape(user):

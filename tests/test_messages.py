@@ -359,6 +359,48 @@ async def test_paging_and_catch_up(user):
     assert [m.key for m in await bob.messages(key, date=seen.date, take=2, skip=1)] == [sent[4], sent[5]]
 
 
+@pytest.mark.parametrize("codec", [Codec.MSGPACK, Codec.JSON], ids=["msgpack", "json"])
+@pytest.mark.parametrize("operation", ["edit", "delete", "deleteOnlyMe"])
+async def test_a_blank_msgkey_names_no_message(user, server, operation, codec):
+    """The message to change must be named: a blank key is refused like any
+    malformed one (it used to reach the handler and answer 500)."""
+    alice = await user()
+    key = await alice.create_dialog("blank")
+    await alice.send_message(key, "still here")
+    mark = len(server.log)
+    for blank in ("", "   ", "\t"):
+        answer = await alice.call("SendMessage", send_body(operation, key, msgkey=blank, content="x"), codec=codec)
+        assert answer["Status"] == {
+            "code": 422, "message": "message.infoMessage.msgkey: 8 to 64 characters of 0-9, a-z, A-Z, '_' or '-'"
+        }, blank
+    assert [m.content for m in await alice.messages(key)] == ["still here"]
+    assert server.alarms(mark) == []
+
+
+@pytest.mark.parametrize("name", ["GetMessages", "GetDelMessages"])
+async def test_history_dates_at_the_ends_of_the_calendar(user, server, name):
+    alice = await user()
+    key = await alice.create_dialog("ends")
+    kept = await alice.send_message(key, "dated")
+    gone = await alice.send_message(key, "gone")
+    await alice.delete_message(key, gone)
+    mark = len(server.log)
+    for codec in (Codec.MSGPACK, Codec.JSON):
+        for date in ("0001-01-01T00:00:00+05:00", "9999-12-31T23:59:59.999999-00:01"):
+            for paging in ({}, {"take": 1, "skip": 5}):
+                answer = await alice.call(name, {"pkDialog": key, "date": date, **paging}, codec=codec)
+                assert answer["Status"] == {
+                    "code": 422, "message": "date: must be from 0001-01-01T00:00:00.000000Z to "
+                                            "9999-12-31T23:59:59.999999Z (in UTC)"
+                }, (date, paging)
+        early = await alice.call(name, {"pkDialog": key, "date": "0001-01-01T00:00:00-05:00"}, codec=codec)
+        assert early["Status"]["code"] == 200
+        assert [m["infoMessage"]["msgKey"] for m in early["Msg"]] == [gone if name == "GetDelMessages" else kept]
+        late = await alice.call(name, {"pkDialog": key, "date": "9999-12-31T23:59:59.999999Z"}, codec=codec)
+        assert late["Status"]["code"] == 200 and late["Msg"] == []
+    assert server.alarms(mark) == []
+
+
 @pytest.mark.parametrize(
     ("extra", "status"),
     [

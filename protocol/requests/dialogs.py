@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from ..fields import Fields
-from ..status import BadRequest
+from ..status import BadRequest, Unprocessable
 
 #: ``take`` is capped so that one request never pulls an unbounded page.
 MAX_TAKE = 100
@@ -40,16 +40,28 @@ def format_date(value: datetime | None) -> str:
     return value.isoformat(timespec="microseconds")[:-6] + "Z"
 
 
+#: The dates a request may name, in UTC: the calendar Python and the database
+#: share.  A date with an offset that puts it outside (``0001-01-01T00:00:00+05:00``
+#: is the year 0 in UTC) is refused here, not overflowed deeper down.
+MIN_DATE = datetime.min.replace(tzinfo=UTC)
+MAX_DATE = datetime.max.replace(tzinfo=UTC)
+DATE_RANGE = f"{format_date(MIN_DATE)} to {format_date(MAX_DATE)}"
+
+
 def parse_date(text: str, field: str) -> datetime:
-    """An ISO 8601 timestamp; without an offset it is UTC.  The original's
-    ``2023-05-14 20:30:03.08`` style is accepted too."""
+    """An ISO 8601 timestamp, in UTC; without an offset it is UTC already.
+    The original's ``2023-05-14 20:30:03.08`` style is accepted too.  A date
+    whose offset takes it outside ``MIN_DATE``..``MAX_DATE`` is 422."""
     try:
         value = datetime.fromisoformat(text.strip())
     except ValueError:
         raise BadRequest(f"{field}: not a date: use \"-1\" or an ISO 8601 timestamp such as 2024-05-14T20:30:03Z") from None
     if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
-    return value
+        return value.replace(tzinfo=UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise Unprocessable(f"{field}: must be from {DATE_RANGE} (in UTC)") from None
 
 
 @dataclass(frozen=True, slots=True)

@@ -31,8 +31,13 @@ def check_msgkey(key: str, field: str) -> str:
 
 
 def _msgkey(info: Fields, *, required: bool) -> str | None:
+    """The message key.  Optional (``add``): blank is "not filled".  Required
+    (the message to edit or delete): a blank key names no message, so it is
+    refused like any other malformed key."""
     key = info.str("msgkey", required=required, max_len=256, strip=True)
-    return check_msgkey(key, "message.infoMessage.msgkey") if key else None
+    if not key and not required:
+        return None
+    return check_msgkey(key or "", "message.infoMessage.msgkey")
 
 
 @dataclass(frozen=True, slots=True)
