@@ -1,88 +1,34 @@
-"""Request routing: name -> handler, the session check, and the one place that
-turns any outcome into an answer.
+"""Request dispatch: the session check, and the one place that turns any
+outcome of a handler (server/routes.py) into an answer.
 
-A handler is ``async def handler(call: Call) -> dict`` and reads like the API
-description: validate, authorize, call storage, answer.  It raises a
-``SessiaError`` for every refusal; anything else it raises is a bug, logged
-with its traceback here and answered as a bare 500.
+A handler raises a ``SessiaError`` for every refusal; anything else it
+raises is a bug, logged with its traceback here and answered as a bare 500.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
 from protocol.codecs import decode_body
 from protocol.fields import Fields
 from protocol.frames import Frame, encode_response
-from protocol.session import Sessia
 from protocol.status import BadRequest, InternalError, SessiaError
 
+from . import handlers  # noqa: F401  (importing it registers every route)
 from .metrics import RequestStats
+from .routes import ROUTES, Call
 
 if TYPE_CHECKING:
     from .app import App
     from .connection import Connection
-    from .sessions import Session
 
 log = logging.getLogger("sessia.dispatch")
-
-Handler = Callable[["Call"], Awaitable[dict[str, Any]]]
-
-
-@dataclass(slots=True)
-class Call:
-    """Everything a handler may look at for one request."""
-
-    app: App
-    name: str
-    body: Fields
-    session: Session | None
-    sessia: Sessia | None
-    conn: Connection
-    codec: int
-
-    @property
-    def peer(self) -> str:
-        return self.conn.peer
-
-    @property
-    def user_id(self) -> int:
-        assert self.session is not None, "handler registered without session=True"
-        return self.session.user_id
-
-
-@dataclass(frozen=True, slots=True)
-class Route:
-    name: str
-    handler: Handler
-    session: bool
-
-
-ROUTES: dict[str, Route] = {}
-
-
-def route(name: str, *, session: bool = True) -> Callable[[Handler], Handler]:
-    """Register a handler.  ``session=True``: the dispatcher checks ``sessia``
-    before the handler runs and hands it the Session."""
-
-    def register(handler: Handler) -> Handler:
-        if name in ROUTES:
-            raise RuntimeError(f"two handlers for {name}")
-        ROUTES[name] = Route(name, handler, session)
-        return handler
-
-    return register
-
 
 class Dispatcher:
     def __init__(self, app: App) -> None:
         self.app = app
-        from . import handlers  # noqa: F401  (registers every route)
-
         self.routes = ROUTES
         self.stats = RequestStats(ROUTES)
 

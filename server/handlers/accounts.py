@@ -11,7 +11,7 @@ from protocol.status import Conflict, Unauthorized, ok
 from storage import sessions as session_store
 from storage import users
 
-from ..dispatch import Call, route
+from ..routes import Call, route
 from ..sessions import Session, new_token, token_hash
 
 

@@ -34,8 +34,8 @@ from protocol.status import NotFound, SessiaError, Unavailable, Unprocessable, o
 from storage import email_codes, users
 from storage import sessions as session_store
 
-from ..dispatch import Call, route
 from ..mail import code_lifetime
+from ..routes import Call, route
 from ..sessions import Revocation, Session
 
 if TYPE_CHECKING:

@@ -28,7 +28,7 @@ from storage import events, friends, media
 from storage import messages as message_store
 from storage.db import Database, Transaction
 
-from ..dispatch import Call, route
+from ..routes import Call, route
 
 DIALOG_NOT_FOUND = "dialog not found"
 

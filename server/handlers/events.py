@@ -8,8 +8,8 @@ from protocol.requests.events import GET_EVENTS, SUBSCRIBE, UNSUBSCRIBE, GetEven
 from protocol.status import ok
 from storage import events as event_store
 
-from ..dispatch import Call, route
 from ..events import event_body
+from ..routes import Call, route
 from .messages import MSG_ITEM_BYTES
 
 #: The most bytes one event can take in a page: a message's, plus its envelope.

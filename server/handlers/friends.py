@@ -24,7 +24,7 @@ from protocol.requests.friends import ListOperation, UserOperation, parse_operat
 from protocol.status import Conflict, Forbidden, NotFound, ok
 from storage import events, friends
 
-from ..dispatch import Call, route
+from ..routes import Call, route
 
 NO_USER = "user not found"
 CANNOT_REQUEST = "you cannot send a request to this user"

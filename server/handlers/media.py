@@ -16,11 +16,12 @@ from typing import Any
 from protocol.codecs import Codec
 from protocol.requests import GET_MEDIA, MEDIA
 from protocol.requests.media import MediaDownload, MediaUpload, wants_dialog_listing
-from protocol.status import BadRequest, InternalError, NotFound, ok
+from protocol.status import InternalError, NotFound, ok
 from storage import media
 
-from ..dispatch import Call, route
 from ..media_files import MediaStore
+from ..routes import Call, route
+from .dialogs import dialog_media
 
 log = logging.getLogger("sessia.media")
 
@@ -55,7 +56,7 @@ async def upload(call: Call) -> dict[str, Any]:
 @route(GET_MEDIA)
 async def get_media(call: Call) -> dict[str, Any]:
     if wants_dialog_listing(call.body):
-        return await _dialog_media(call)
+        return await dialog_media(call)  # the listing belongs to the dialogs area
     req = MediaDownload.parse(call.body)
     row = await media.visible_to(call.app.db, req.key, call.user_id)
     if row is None:
@@ -80,11 +81,3 @@ def answer_size(file_size: int, codec: int) -> int:
     the frame and the other fields."""
     return (file_size * 4 // 3 if codec == Codec.JSON else file_size) + 1024
 
-
-async def _dialog_media(call: Call) -> dict[str, Any]:
-    """``GetMedia`` with ``pkDialog``: the dialog's media listing, served by the dialogs area."""
-    try:
-        from .dialogs import dialog_media
-    except ImportError:
-        raise BadRequest("dialog media listing is not available") from None
-    return await dialog_media(call)

@@ -33,7 +33,7 @@ from storage import events as event_store
 from storage import messages as message_store
 from storage.messages import MessageRow
 
-from ..dispatch import Call, route
+from ..routes import Call, route
 from .dialogs import DIALOG_NOT_FOUND, member_of
 
 MESSAGE_NOT_FOUND = "message not found"

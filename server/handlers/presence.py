@@ -13,7 +13,7 @@ from protocol.status import NotFound, ok
 from storage import dialogs as dialog_store
 from storage import events
 
-from ..dispatch import Call, route
+from ..routes import Call, route
 from .dialogs import member_of
 
 

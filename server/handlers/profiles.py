@@ -26,8 +26,8 @@ from protocol.status import (
 from storage import email_codes, media, users
 from storage import sessions as session_store
 
-from ..dispatch import Call, route
 from ..mail import code_lifetime
+from ..routes import Call, route
 from ..sessions import Revocation
 
 if TYPE_CHECKING:

@@ -15,7 +15,7 @@ from protocol.requests.search import EVERYWHERE, SearchEverywhere, SearchInDialo
 from protocol.status import NotFound, ok
 from storage import search as search_store
 
-from ..dispatch import Call, route
+from ..routes import Call, route
 from .dialogs import DIALOG_NOT_FOUND
 
 
