@@ -64,7 +64,7 @@ DOCUMENTED: dict[str, frozenset[int]] = {
     "Typing": _SESSION | {404, 429},
     "GetSessions": _SESSION,
     "RevokeSession": _SESSION | {404},
-    "ResetPassword": _SESSION,
+    "ResetPassword": _SESSION | {429, 503},
 }
 
 # -- the schema ------------------------------------------------------------------------------

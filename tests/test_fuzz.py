@@ -54,7 +54,8 @@ PASSWORD = "correct horse battery"
 MAX_FRAME = 1 << 20  # --max-frame-size
 #: Every rate limit off: the searches must reach the handlers, not the 429 at their door.
 NO_RATE_LIMITS = [arg for name in ("auth-account", "auth-ip", "registration-account", "registration-ip",
-                                   "email-account", "email-ip", "send-message", "media", "search")
+                                   "email-account", "email-ip", "send-message", "media", "search", "reset-account",
+                                   "reset-ip")
                   for arg in (f"--rate-{name}", "0")]
 _ids = itertools.count(1)
 
