@@ -74,6 +74,23 @@ def frames_from(sock: socket.socket, count: int, timeout: float = 60.0) -> list[
     return got
 
 
+async def pipelined_unread(server: ServerProcess, requests: bytes, count: int, bound: int) -> list[Frame]:
+    """Send ``count`` pipelined requests on a connection that reads nothing,
+    check the server's RSS grows by less than ``bound`` while the answers wait,
+    then read all ``count`` answers."""
+    before = await asyncio.to_thread(settled_rss, server, quiet=0.5)
+    sock = await asyncio.to_thread(non_reader, server)
+    try:
+        await asyncio.to_thread(sock.sendall, requests)
+        held = await asyncio.to_thread(settled_rss, server) - before
+        assert held < bound, f"server RSS grew by {held / MiB:.0f} MiB for one connection"
+        got = await asyncio.to_thread(frames_from, sock, count)
+    finally:
+        sock.close()
+    assert sorted(f.request_id for f in got) == list(range(1, count + 1))
+    return got
+
+
 async def test_pipelined_downloads_a_client_never_reads_stay_within_a_few_mib(start_server, tmp_path) -> None:
     """300 pipelined GetMedia of one 1 MiB file, the answers left unread: the
     server holds a few MiB for that connection, not 300 copies of the file;
@@ -96,18 +113,8 @@ async def test_pipelined_downloads_a_client_never_reads_stay_within_a_few_mib(st
     requests = b"".join(
         encode_request(i, "GetMedia", {"hash": key, "sessia": sessia}) for i in range(1, count + 1)
     )
-    before = await asyncio.to_thread(settled_rss, server, quiet=0.5)
-    sock = await asyncio.to_thread(non_reader, server)
-    try:
-        await asyncio.to_thread(sock.sendall, requests)
-        held = await asyncio.to_thread(settled_rss, server) - before
-        # 300 answers are 300 MiB: without a bound the server holds them all.
-        assert held < 24 * MiB, f"server RSS grew by {held / MiB:.0f} MiB for one connection"
-
-        got = await asyncio.to_thread(frames_from, sock, count)
-    finally:
-        sock.close()
-    assert sorted(f.request_id for f in got) == list(range(1, count + 1))
+    # 300 answers are 300 MiB: without a bound the server holds them all.
+    got = await pipelined_unread(server, requests, count, 24 * MiB)
     for frame in got:
         assert frame.kind == FrameKind.RESPONSE
         answer = decode_body(frame.codec, frame.body)
@@ -239,16 +246,7 @@ async def test_pipelined_uploads_stay_within_a_few_mib(start_server) -> None:
     requests = b"".join(
         encode_request(i, "Media", {"extension": "zip", "bytes": data, "sessia": sessia}) for i in range(1, count + 1)
     )
-    before = await asyncio.to_thread(settled_rss, server, quiet=0.5)
-    sock = await asyncio.to_thread(non_reader, server)
-    try:
-        await asyncio.to_thread(sock.sendall, requests)
-        held = await asyncio.to_thread(settled_rss, server) - before
-        assert held < 24 * MiB, f"server RSS grew by {held / MiB:.0f} MiB for one connection"
-        got = await asyncio.to_thread(frames_from, sock, count)
-    finally:
-        sock.close()
-    assert sorted(f.request_id for f in got) == list(range(1, count + 1))
+    got = await pipelined_unread(server, requests, count, 24 * MiB)
     assert all(decode_body(f.codec, f.body)["Status"]["code"] == 200 for f in got)
 
 
@@ -272,14 +270,5 @@ async def test_pipelined_event_pages_a_client_never_reads_stay_within_a_few_mib(
     requests = b"".join(
         encode_request(i, "GetEvents", {"after": 0, "take": 1000, "sessia": sessia}) for i in range(1, count + 1)
     )
-    before = await asyncio.to_thread(settled_rss, server, quiet=0.5)
-    sock = await asyncio.to_thread(non_reader, server)
-    try:
-        await asyncio.to_thread(sock.sendall, requests)
-        held = await asyncio.to_thread(settled_rss, server) - before
-        assert held < 24 * MiB, f"server RSS grew by {held / MiB:.0f} MiB for one connection"
-        got = await asyncio.to_thread(frames_from, sock, count)
-    finally:
-        sock.close()
-    assert sorted(f.request_id for f in got) == list(range(1, count + 1))
+    got = await pipelined_unread(server, requests, count, 24 * MiB)
     assert all(decode_body(f.codec, f.body) == page for f in got)
