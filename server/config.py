@@ -264,11 +264,11 @@ def build_parser(*, add_help: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--max-pending-resets", type=int, default=d.max_pending_resets,
                    help="reset code mails waiting to be sent; beyond it ResetPassword answers 503 (default %(default)s)")
     p.add_argument("--rate-send-message", type=rate_arg, default=d.rate_send_message,
-                   help="SendMessage per session: COUNT/SECONDS, 0 = no limit (default %(default)s)")
+                   help="SendMessage (MarkRead and Typing too) per account: COUNT/SECONDS, 0 = no limit (default %(default)s)")
     p.add_argument("--rate-media", type=rate_arg, default=d.rate_media,
-                   help="Media uploads per session: COUNT/SECONDS, 0 = no limit (default %(default)s)")
+                   help="Media uploads per account: COUNT/SECONDS, 0 = no limit (default %(default)s)")
     p.add_argument("--rate-search", type=rate_arg, default=d.rate_search,
-                   help="Search per session: COUNT/SECONDS, 0 = no limit (default %(default)s)")
+                   help="Search per account: COUNT/SECONDS, 0 = no limit (default %(default)s)")
     p.add_argument("--metrics-port", type=int, default=None,
                    help="serve Prometheus metrics over HTTP on this port (default off; 0 picks a free one)")
     p.add_argument("--metrics-host", default=d.metrics_host,

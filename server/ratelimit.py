@@ -142,12 +142,16 @@ class Limits:
     identity key (``storage.users.identity_key``), the form that would name
     the account, so that known and unknown identifiers are limited alike."""
 
-    __slots__ = ("password_account", "auth_ip", "registration_account", "registration_ip",
+    __slots__ = ("password_account", "password_unknown", "auth_ip", "registration_account", "registration_ip",
                  "email_account", "email_ip", "reset_account", "reset_ip", "send_message", "media", "search")
 
     def __init__(self, config: Config) -> None:
         # Auth by password and ChangeUser's oldPass: one budget of password guesses per account.
         self.password_account = RateLimiter(config.rate_auth_account, "password attempts for this account")
+        # The same budget for texts that name no account, in a table of its
+        # own: a flood of made-up logins fills this one, and can never push a
+        # real account's spent budget out of ``password_account``.
+        self.password_unknown = RateLimiter(config.rate_auth_account, "password attempts for this account")
         self.auth_ip = RateLimiter(config.rate_auth_ip, "login attempts from this address")
         self.registration_account = RateLimiter(config.rate_registration_account,
                                                 "registration attempts for this email")
@@ -156,9 +160,9 @@ class Limits:
         self.email_ip = RateLimiter(config.rate_email_ip, "email requests from this address")
         self.reset_account = RateLimiter(config.rate_reset_account, "password reset requests for this email")
         self.reset_ip = RateLimiter(config.rate_reset_ip, "password reset requests from this address")
-        self.send_message = RateLimiter(config.rate_send_message, "messages from this session")
-        self.media = RateLimiter(config.rate_media, "uploads from this session")
-        self.search = RateLimiter(config.rate_search, "searches from this session")
+        self.send_message = RateLimiter(config.rate_send_message, "messages from this account")
+        self.media = RateLimiter(config.rate_media, "uploads from this account")
+        self.search = RateLimiter(config.rate_search, "searches from this account")
 
 
 def peer_ip(peer: str) -> str:

@@ -60,7 +60,8 @@ WITH req AS (
     -- per-message CTEs by ordinal instead was estimated at one row each and
     -- planned as nested loops over CTE scans: quadratic in the batch, 44 ms of
     -- a 500-message batch.)
-    SELECT r.*, me.dialog_id, coalesce(pair.direct_block, false) AS blocked
+    SELECT r.*, me.dialog_id, coalesce(pair.direct_block, false) AS blocked,
+           r.forwarded_key IS NULL OR src.found AS source_ok
     FROM req r
     LEFT JOIN LATERAL (
         -- a lookup by key per message (a join would hash every dialog for a large batch)
@@ -81,6 +82,20 @@ WITH req AS (
             FROM (SELECT o.user_id FROM dialog_members o WHERE o.dialog_id = me.dialog_id LIMIT 3) AS o
         ) AS p
     ) AS pair ON true
+    LEFT JOIN LATERAL (
+        -- a forward: its source is still live and the author still in its
+        -- dialog, now.  The source row is locked: a delete for everyone that
+        -- committed first is seen (the row is read again once the lock is
+        -- granted), one that comes second waits for this batch, so a deleted
+        -- text is never carried into another dialog.
+        SELECT true AS found FROM messages s
+        JOIN dialog_members sm ON sm.dialog_id = s.dialog_id AND sm.user_id = r.author_id
+        WHERE r.forwarded_key IS NOT NULL AND s.key = r.forwarded_key AND s.deleted_at IS NULL
+          AND NOT EXISTS (SELECT 1 FROM message_hidden h
+                          WHERE h.dialog_id = s.dialog_id AND h.user_id = r.author_id AND h.message_id = s.id)
+        LIMIT 1
+        FOR SHARE OF s
+    ) AS src ON true
 ), missing AS (
     -- media that do not exist or are not the author's own uploads
     SELECT mi.n, array_agg(mi.k ORDER BY mi.o) AS keys
@@ -108,7 +123,8 @@ WITH req AS (
     INSERT INTO messages (dialog_id, key, author_id, content, created_at, forwarded_key, important)
     SELECT c.dialog_id, c.key, c.author_id, c.content, c.created_at, c.forwarded_key, c.important
     FROM checked c
-    WHERE c.dialog_id IS NOT NULL AND NOT c.blocked AND NOT EXISTS (SELECT 1 FROM missing WHERE missing.n = c.n)
+    WHERE c.dialog_id IS NOT NULL AND NOT c.blocked AND c.source_ok
+      AND NOT EXISTS (SELECT 1 FROM missing WHERE missing.n = c.n)
       AND (SELECT count(*) FROM locked) >= 0  -- evaluated first, once: the locks precede the ids
     ORDER BY c.n
     ON CONFLICT (dialog_id, key) DO NOTHING
@@ -147,7 +163,7 @@ WITH req AS (
     SELECT n, array_agg(user_id ORDER BY user_id) AS users, array_agg(seq ORDER BY user_id) AS seqs
     FROM numbered GROUP BY n
 )
-SELECT c.n, c.dialog_id, c.blocked, coalesce(missing.keys, '{}') AS missing_media,
+SELECT c.n, c.dialog_id, c.blocked, c.source_ok, coalesce(missing.keys, '{}') AS missing_media,
        s.id AS new_id, coalesce(s.author_id, earlier.author_id) AS author_id,
        (s.id IS NOT NULL OR earlier.found) AS stored,
        pm.users AS event_users, pm.seqs AS event_seqs
@@ -195,6 +211,7 @@ class Sent:
     created: bool = False
     author_id: int | None = None
     events: tuple[tuple[int, int], ...] = ()  # (user id, seq) of the NewMessage events
+    source_gone: bool = False  # a forward whose source was deleted, hidden or left meanwhile
 
 
 def batch_args(batch: Sequence[NewMessage]) -> tuple[Any, ...]:
@@ -229,7 +246,7 @@ def _sent(row: Any) -> Sent | None:
     if row["blocked"] or row["missing_media"]:
         return Sent(row["dialog_id"], blocked=row["blocked"], missing_media=tuple(row["missing_media"]))
     if not row["stored"]:
-        return None
+        return Sent(row["dialog_id"], source_gone=True) if not row["source_ok"] else None
     events = tuple(zip(row["event_users"] or (), row["event_seqs"] or (), strict=True))
     return Sent(row["dialog_id"], created=row["new_id"] is not None, author_id=row["author_id"], events=events)
 

@@ -56,6 +56,13 @@ async def find_by_token_hash(db: Database, token_hash: bytes) -> SessionRow | No
     return SessionRow(**dict(row)) if row else None
 
 
+async def lock_live(conn: asyncpg.Connection, session_id: int) -> bool:
+    """Whether the session is live, holding its row until the transaction
+    ends: a revocation that committed first is seen, one that comes second
+    waits for the caller's change to commit."""
+    return bool(await conn.fetchval("SELECT revoked_at IS NULL FROM sessions WHERE id = $1 FOR SHARE", session_id))
+
+
 async def revoke(db: Database, session_id: int) -> bool:
     """Revoke one session; False if it was already revoked."""
     status = await db.execute(

@@ -75,13 +75,13 @@ def test_bucket_allows_the_burst_then_refills_at_the_rate():
 
 def test_check_raises_429_with_whole_retry_after_seconds():
     clock = Clock()
-    limiter = RateLimiter(Rate(1, 2.5), "uploads from this session", clock=clock)
+    limiter = RateLimiter(Rate(1, 2.5), "uploads from this account", clock=clock)
     limiter.check(7)
     with pytest.raises(TooManyRequests) as caught:
         limiter.check(7)
     assert caught.value.code == 429
     assert caught.value.extra == {"RetryAfter": 3}
-    assert caught.value.message == "too many uploads from this session, try again in 3 s"
+    assert caught.value.message == "too many uploads from this account, try again in 3 s"
 
 
 def test_zero_means_no_limit():
@@ -370,23 +370,27 @@ async def test_email_per_address_limit(from_ip):
     assert codes == [404, 404, 404, 404, 429]
 
 
-async def test_send_message_per_session_limit_and_other_sessions_go_on(from_ip):
+async def test_send_message_per_account_limit_holds_for_every_session_and_others_go_on(from_ip):
     alice = await registered(from_ip)
     dialog = await alice.create_dialog("limits")
     for i in range(5):
         await alice.send_message(dialog, f"m{i}")
     started = time.monotonic()
     answer = await alice.call("SendMessage", {"operation": "add", "message": {"infoMessage": {"pkDialog": dialog, "content": "x"}}})
-    assert_429(answer, "messages from this session", 12)  # 5 per 60 s: one every 12 s
+    assert_429(answer, "messages from this account", 12)  # 5 per 60 s: one every 12 s
     assert time.monotonic() - started < 1  # refused at once, not queued
-    # the same account on another device has its own session, hence its own budget
+    # the same account on another device spends the same budget: more sessions buy no more sends
     laptop = await from_ip(fresh_ip())
     await laptop.login(alice.email, PASSWORD)
-    await laptop.send_message(dialog, "from the laptop")
-    assert len(await alice.messages(dialog)) == 6  # nothing refused was stored
+    with pytest.raises(TooManyRequests):
+        await laptop.send_message(dialog, "from the laptop")
+    # another account goes on
+    bob = await registered(from_ip)
+    await bob.send_message(await bob.create_dialog("mine"), "bob is not limited by alice")
+    assert len(await alice.messages(dialog)) == 5  # nothing refused was stored
 
 
-async def test_media_per_session_limit(from_ip):
+async def test_media_per_account_limit(from_ip):
     c = await registered(from_ip)
     await c.upload_media(b"one", "txt")
     await c.upload_media(b"two", "txt")
@@ -395,7 +399,7 @@ async def test_media_per_session_limit(from_ip):
     assert caught.value.extra["RetryAfter"] == 30
 
 
-async def test_search_per_session_limit_and_other_sessions_go_on(from_ip):
+async def test_search_per_account_limit_holds_for_every_session_and_others_go_on(from_ip):
     alice = await registered(from_ip)
     dialog = await alice.create_dialog("search limits")
     await alice.send_message(dialog, "needle in the hay")
@@ -404,10 +408,13 @@ async def test_search_per_session_limit_and_other_sessions_go_on(from_ip):
     with pytest.raises(TooManyRequests) as caught:
         await alice.search_messages("needle", dialog)
     assert caught.value.extra["RetryAfter"] == 20  # 3 per 60 s: one every 20 s
-    assert "searches from this session" in str(caught.value)
+    assert "searches from this account" in str(caught.value)
     laptop = await from_ip(fresh_ip())
     await laptop.login(alice.email, PASSWORD)
-    assert [h.key for h in await laptop.search_messages("needle", dialog)] != []
+    with pytest.raises(TooManyRequests):
+        await laptop.search_messages("needle", dialog)
+    bob = await registered(from_ip)
+    assert (await bob.search_dialogs("needle")).dialogs == ()
 
 
 async def test_connections_per_address_default_is_256_and_one_more_is_refused_with_429(limited_server):

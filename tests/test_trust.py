@@ -50,7 +50,7 @@ async def events_of(c: client_sdk.Client) -> list[dict[str, Any]]:
         out += page["Events"]
         if not page["More"]:
             return out
-        after = out[-1]["Seq"]
+        after = page["Through"]
 
 
 async def hammer(clients: list[client_sdk.Client], make_body: Callable[[], tuple[str, dict[str, Any]]],
@@ -319,7 +319,7 @@ async def test_a_message_racing_the_kick_never_reaches_the_kicked(user, connect)
                     return
                 body = {"operation": "add", "message": {"infoMessage": {"pkDialog": key, "content": f"m{i}"}}}
                 if (await c.call("SendMessage", body))["Status"]["code"] == 429:
-                    await asyncio.sleep(0.05)  # the session's send budget: wait a little
+                    await asyncio.sleep(0.05)  # the account's send budget: wait a little
 
         async def kick(alice: client_sdk.Client, key: str, bob_id: int, stop: asyncio.Event) -> None:
             await asyncio.sleep(0.05)
@@ -341,3 +341,29 @@ async def test_a_message_racing_the_kick_never_reaches_the_kicked(user, connect)
         assert "NewMessage" not in log  # removed: none of the dialog's messages stay readable
 
 
+
+
+async def test_a_long_run_of_events_one_may_no_longer_see_costs_a_bounded_read(start_server):
+    """A member removed from a busy dialog has a long run of events hidden
+    from them.  A GetEvents of one event reads at most ten scan pages (1000
+    rows) and says where it got to: the client goes on from ``Through``."""
+    server = start_server("--rate-send-message", "0")
+    alice = await client_sdk.connect(server.host, server.port, device={"deviceid": "busy-a"}, client=TEST_CLIENT)
+    bob = await client_sdk.connect(server.host, server.port, device={"deviceid": "busy-b"}, client=TEST_CLIENT)
+    try:
+        await alice.register("busya", "busya@example.org", PASSWORD)
+        await bob.register("busyb", "busyb@example.org", PASSWORD)
+        key = await alice.create_dialog("busy", members=[bob.user_id])  # type: ignore[list-item]
+        for chunk in range(15):
+            await asyncio.gather(*(alice.send_message(key, f"{chunk}-{i}") for i in range(100)))
+        await alice.kick(key, bob.user_id)  # type: ignore[arg-type]
+        first = await bob.request("GetEvents", {"after": 0, "take": 1})
+        assert first["Events"] == [] and first["More"] is True
+        assert first["Through"] == 1000  # ten reads of 100 rows, then an answer
+        rest = await bob.request("GetEvents", {"after": first["Through"], "take": 1})
+        assert [(e["Kind"], e["Id"]) for e in rest["Events"]] == [("MemberKicked", bob.user_id)]
+        assert rest["Through"] == rest["LastSeq"] == rest["Events"][0]["Seq"] and rest["More"] is False
+    finally:
+        await alice.close()
+        await bob.close()
+        server.stop()

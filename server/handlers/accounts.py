@@ -15,8 +15,10 @@ from ..routes import Call, route
 from ..sessions import Session, new_token, token_hash
 
 
-async def open_session(call: Call, conn: Any, user_id: int, sessia: Sessia) -> str:
-    """Create a session row for this device and cache it; returns the token."""
+async def open_session(conn: Any, user_id: int, sessia: Sessia) -> tuple[str, Session]:
+    """Create a session row for this device, inside the caller's transaction;
+    returns the token and the session, which the caller caches once the
+    transaction has committed."""
     token = new_token(user_id)
     digest = token_hash(token)
     client = sessia.client
@@ -32,8 +34,7 @@ async def open_session(call: Call, conn: Any, user_id: int, sessia: Sessia) -> s
         client_hashcert=client.hashcert if client else "",
         client_version=client.version if client else "",
     )
-    call.app.sessions.add(Session(row.id, user_id, sessia.device.deviceid, digest))
-    return token
+    return token, Session(row.id, user_id, sessia.device.deviceid, digest)
 
 
 @route(REGISTRATION, session=False)
@@ -50,7 +51,8 @@ async def registration(call: Call) -> dict[str, Any]:
     password_hash = await call.app.passwords.hash(req.password)
     async with call.app.db.transaction("registration") as conn:
         user = await users.create_user(conn, req.login, req.email, password_hash)
-        token = await open_session(call, conn, user.id, req.sessia)
+        token, session = await open_session(conn, user.id, req.sessia)
+    call.app.sessions.add(session)
     return ok("Operation done", Tocken=token, Id=user.id)
 
 
@@ -63,21 +65,27 @@ async def auth(call: Call) -> dict[str, Any]:
     call.app.limits.auth_ip.check(call.conn.ip)
     call.app.clients.check(req.sessia.client)
     user = await users.find_for_login(call.app.db, req.email)
-    call.app.limits.password_account.check(account_key(user, req.email))
+    if user is not None:
+        call.app.limits.password_account.check(user.id)
+    else:
+        call.app.limits.password_unknown.check(users.identity_key(req.email))
     verified = await call.app.passwords.verify(user.password_hash if user else None, req.password)
     if not verified or user is None:
         raise Unauthorized("wrong email or password")
-    if call.app.passwords.needs_rehash(user.password_hash):
-        await users.set_password_hash(call.app.db, user.id, await call.app.passwords.hash(req.password))
-    token = await open_session(call, call.app.db, user.id, req.sessia)
+    rehashed = await call.app.passwords.hash(req.password) if call.app.passwords.needs_rehash(user.password_hash) else None
+    async with call.app.db.transaction("auth.open_session") as conn:
+        # The password was checked against the hash read before the verify;
+        # a password change or reset that committed since then wins: the
+        # session opens only while the account's hash is still that one (and
+        # a change that comes second revokes the session made here).
+        now = await users.lock_for_update(conn, user.id)
+        if now is None or now.password_hash != user.password_hash:
+            raise Unauthorized("wrong email or password")
+        if rehashed is not None:
+            await users.set_password_hash(conn, user.id, rehashed)
+        token, session = await open_session(conn, user.id, req.sessia)
+    call.app.sessions.add(session)
     return ok("Operation done", Tocken=token, Id=user.id)
-
-
-def account_key(user: users.User | None, email_or_login: str) -> int | str:
-    """The per-account rate-limit key of the account a login names: its id,
-    whichever identifier or spelling named it; for an unknown identifier its
-    identity key, so that it is limited like an account."""
-    return user.id if user is not None else users.identity_key(email_or_login)
 
 
 @route(DISABLE)

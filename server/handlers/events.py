@@ -14,8 +14,9 @@ from .messages import MSG_ITEM_BYTES
 
 #: The most bytes one event can take in a page: a message's, plus its envelope.
 EVENT_BYTES = MSG_ITEM_BYTES + 256
-#: Rows GetEvents reads at least per round trip to the log.
+#: Rows GetEvents reads at least per round trip to the log, and round trips at most per request.
 SCAN_PAGE = 100
+MAX_SCANS = 10
 
 
 @route(SUBSCRIBE)
@@ -46,27 +47,30 @@ async def unsubscribe(call: Call) -> dict[str, Any]:
 async def get_events(call: Call) -> dict[str, Any]:
     req = GetEvents.parse(call.body)
     # Events the reader may no longer see are passed over, a scan page at a
-    # time (at least SCAN_PAGE, so that a long run of them costs few reads);
-    # pipelined pages are built as the connection has room for them
-    # (server/answer_room.py).
+    # time (at least SCAN_PAGE rows, at most MAX_SCANS reads per request, so
+    # that a long run of them costs few reads and a bounded amount of work);
+    # ``Through`` tells where to continue.  Pipelined pages are built as the
+    # connection has room for them (server/answer_room.py).
     scan = max(req.take, SCAN_PAGE)
     size = EVENT_BYTES * scan
     await call.conn.room_for(size)
     try:
         rows: list[event_store.EventRow] = []
         after = req.after
-        while True:
+        for _ in range(MAX_SCANS):
             page = await event_store.read_after(call.app.db, call.user_id, after, scan)
             rows += page.rows
             if len(rows) >= req.take or page.through >= page.last_seq or page.through == after:
                 break
             after = page.through
+        through = rows[req.take - 1].seq if len(rows) >= req.take else page.through
         del rows[req.take:]
         return ok(
             "Events",
             Events=[event_body(r) for r in rows],
             LastSeq=page.last_seq,
-            More=bool(rows) and rows[-1].seq < page.last_seq,
+            Through=through,
+            More=through < page.last_seq,
         )
     finally:
         call.conn.room.release(size)

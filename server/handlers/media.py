@@ -34,7 +34,7 @@ def _store(call: Call) -> MediaStore:
 
 @route(MEDIA)
 async def upload(call: Call) -> dict[str, Any]:
-    call.app.limits.media.check(call.session.id)  # type: ignore[union-attr]
+    call.app.limits.media.check(call.user_id)
     req = MediaUpload.parse(call.body, call.app.config.max_media_size)
     # Bytes first, row second: a crash in between leaves an unreferenced file,
     # never a key that points at nothing.

@@ -59,7 +59,7 @@ def message_out(m: message_store.MessageRow, read: bool | str = "") -> dict[str,
 
 @route(SEND_MESSAGE)
 async def send_message(call: Call) -> dict[str, Any]:
-    call.app.limits.send_message.check(call.session.id)  # type: ignore[union-attr]
+    call.app.limits.send_message.check(call.user_id)
     req = SendMessage.parse(call.body)
     if req.operation == ADD:
         return await _add(call, req)
@@ -102,6 +102,8 @@ async def _add(call: Call, req: SendMessage) -> dict[str, Any]:
         raise NotFound(DIALOG_NOT_FOUND)
     if sent.blocked:
         raise Forbidden("cannot send: one of you has blocked the other")
+    if sent.source_gone:
+        raise NotFound("message.infoMessage.forwardedKey: message not found")
     if sent.missing_media:
         keys = ", ".join(repr(k) for k in sent.missing_media)
         raise NotFound(f"message.hash: media {keys} not found among your uploads")

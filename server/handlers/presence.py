@@ -1,6 +1,6 @@
 """MarkRead (read receipts) and Typing (ephemeral indicator).
 
-Both reach the other members, so both spend the session's SendMessage budget
+Both reach the other members, so both spend the account's SendMessage budget
 (``--rate-send-message``): a client cannot flood a dialog through them."""
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from .dialogs import member_of
 
 @route(MARK_READ)
 async def mark_read(call: Call) -> dict[str, Any]:
-    call.app.limits.send_message.check(call.session.id)  # type: ignore[union-attr]
+    call.app.limits.send_message.check(call.user_id)
     req = MarkRead.parse(call.body)
     dialog_id, _ = await member_of(call, req.dialog)
     async with call.app.db.atomic("presence.mark_read") as tx:
@@ -34,7 +34,7 @@ async def mark_read(call: Call) -> dict[str, Any]:
 
 @route(TYPING)
 async def typing(call: Call) -> dict[str, Any]:
-    call.app.limits.send_message.check(call.session.id)  # type: ignore[union-attr]
+    call.app.limits.send_message.check(call.user_id)
     req = Typing.parse(call.body)
     dialog_id, _ = await member_of(call, req.dialog)
     members = [m.user_id for m in await dialog_store.members(call.app.db, dialog_id) if m.user_id != call.user_id]

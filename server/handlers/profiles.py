@@ -81,6 +81,17 @@ async def change_user(call: Call) -> dict[str, Any]:
     new_hash = await new_password_hash(call, me, req) if req.changes_password else None
     code_id = await send_code(call, me, req.email) if req.email is not None else None
     async with call.app.db.transaction("change_user") as conn:
+        # Decided again against rows that cannot change until this commits:
+        # the session must still be live, and a password change needs the
+        # password it checked to still be the account's (two changes with
+        # the same old password: the second is refused, not applied).
+        locked = await users.lock_for_update(conn, me.id)  # the account's row first, its sessions after
+        if locked is None:
+            raise Unauthorized("account no longer exists")
+        if not await session_store.lock_live(conn, session.id):
+            raise Unauthorized("invalid or revoked token")
+        if new_hash is not None and locked.password_hash != me.password_hash:
+            raise Forbidden("old password is wrong")
         if code_id is not None:
             await email_codes.mark_sent(conn, code_id=code_id, user_id=me.id, ttl=call.app.config.email_code_ttl)
         await users.update_profile(

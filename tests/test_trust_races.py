@@ -35,7 +35,7 @@ async def events_of(c: client_sdk.Client) -> list[dict[str, Any]]:
         out += page["Events"]
         if not page["More"]:
             return out
-        after = out[-1]["Seq"]
+        after = page["Through"]
 
 
 def token_body(token: str, device: str) -> dict[str, Any]:
@@ -155,7 +155,7 @@ async def test_a_forward_racing_a_delete_for_everyone_does_not_carry_the_deleted
         async def fill(c: client_sdk.Client) -> None:
             await asyncio.gather(*(c.send_message(filler_key, "x" * 2000) for _ in range(20)))
 
-        async def forward() -> Any:
+        async def forward(msgkey: str) -> Any:
             await asyncio.sleep(0.004)
             return await alice.call(
                 "SendMessage",
@@ -163,11 +163,11 @@ async def test_a_forward_racing_a_delete_for_everyone_does_not_carry_the_deleted
                                                                   "content": ""}}},
             )
 
-        async def delete() -> None:
+        async def delete(msgkey: str) -> None:
             await asyncio.sleep(0.004)
             await bob.delete_message(source, msgkey)
 
-        await asyncio.gather(*(fill(f) for f in fillers), forward(), delete())
+        await asyncio.gather(*(fill(f) for f in fillers), forward(msgkey), delete(msgkey))
         log = await events_of(alice)
         deleted_at = next(e["Seq"] for e in log if e["Kind"] == "MessageDeleted" and e.get("msgKey") == msgkey)
         for e in log:
@@ -175,7 +175,7 @@ async def test_a_forward_racing_a_delete_for_everyone_does_not_carry_the_deleted
             if e["Kind"] == "NewMessage" and info.get("forwardedKey") == msgkey and e["Seq"] > deleted_at:
                 if secret in info.get("content", ""):
                     leaked.append(secret)
-        await asyncio.sleep(1.2)  # the fillers' send budget (100 per 10 s per session)
+        await asyncio.sleep(1.2)  # the fillers' send budget (100 per 10 s per account)
     eve_sees = [m.content for m in await eve.messages(target, take=50)]
     assert not leaked, (
         f"forwards committed after the delete for everyone carry the deleted text in {len(leaked)} of 6"
