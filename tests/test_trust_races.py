@@ -1,7 +1,8 @@
-"""Races an attacker can win against the current server.
+"""Races of accounts and forwards: a login, a password change or a forward
+arriving in the middle of the change that should stop it.
 
 Each test plays the attacker against the real server and asserts what the
-account owner (or another member) would see if the rule held.
+account owner (or another member) sees: the rule holds.
 """
 
 from __future__ import annotations
@@ -10,32 +11,12 @@ import asyncio
 import secrets
 from typing import Any
 
-import pytest
-
 import client_sdk
 
 from .support import TEST_CLIENT
+from .test_trust import events_of, no_tracebacks  # noqa: F401  (an autouse fixture here too)
 
 PASSWORD = "correct horse battery"
-
-
-@pytest.fixture(autouse=True)
-def no_tracebacks(server):
-    start = len(server.log)
-    yield
-    new = server.log[start:]
-    assert not [line for line in new if "Traceback" in line or "unhandled error" in line], "\n".join(new[-60:])
-
-
-async def events_of(c: client_sdk.Client) -> list[dict[str, Any]]:
-    out: list[dict[str, Any]] = []
-    after = 0
-    while True:
-        page = await c.request("GetEvents", {"after": after, "take": 1000})
-        out += page["Events"]
-        if not page["More"]:
-            return out
-        after = page["Through"]
 
 
 def token_body(token: str, device: str) -> dict[str, Any]:
@@ -88,10 +69,10 @@ async def test_a_login_with_the_old_password_racing_a_password_change_does_not_s
 async def test_two_password_changes_with_the_same_old_password_cannot_both_win(user, connect):
     """The attacker holds a stolen session and the old password; the owner
     changes the password to lock them out, and at the same moment the
-    attacker changes it too.  Both are verified against the old hash read
-    before either commits, so both are told "password changed"; the one that
-    commits second silently replaces the other's password, and it does so
-    from a session the first change had already revoked."""
+    attacker changes it too.  Both verify the old password against the hash
+    read before either commits; the one that commits second must be refused
+    (its old password is no longer the account's, and its session was
+    revoked by the first), never silently replace the other's password."""
     owner = await user()
     thief = await connect()
     await thief.login(owner.email, PASSWORD)  # type: ignore[attr-defined]
@@ -136,12 +117,12 @@ async def _busy_writer(user) -> tuple[list[client_sdk.Client], str]:
 
 async def test_a_forward_racing_a_delete_for_everyone_does_not_carry_the_deleted_text(user):
     """Bob deletes a message for everyone; Alice, a member of that dialog,
-    forwards it into a dialog with Eve at the same moment.  The forward reads
-    the source (text and media) before it waits for the message writer, and
-    the writer does not look at the source again: the forward commits after
-    the delete with the deleted text, which Eve (never a member of the source
-    dialog) then reads.  Seen in Alice's log: the forward's NewMessage comes
-    after the source's MessageDeleted, and still carries the text."""
+    forwards it into a dialog with Eve at the same moment, while the message
+    writer is busy.  The forward copies the source (text and media) before it
+    waits for the writer; a forward that commits after the delete must not
+    carry the deleted text to Eve, who was never a member of the source
+    dialog.  Seen in Alice's log: no NewMessage of a forward after the
+    source's MessageDeleted holds the text."""
     alice, bob, eve = await user(), await user(), await user()
     source = await bob.create_dialog("source", members=[alice.user_id])
     target = await alice.create_dialog("target", members=[eve.user_id])
