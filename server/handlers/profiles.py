@@ -28,7 +28,7 @@ from storage import sessions as session_store
 
 from ..mail import code_lifetime
 from ..routes import Call, route
-from ..sessions import Revocation
+from ..sessions import Revocation, Session
 
 if TYPE_CHECKING:
     import asyncpg
@@ -80,6 +80,22 @@ async def change_user(call: Call) -> dict[str, Any]:
         await check_resend_interval(call)
     new_hash = await new_password_hash(call, me, req) if req.changes_password else None
     code_id = await send_code(call, me, req.email) if req.email is not None else None
+    try:
+        await apply_change(call, session, me, req, new_hash, code_id)
+    except SessiaError:
+        if code_id is not None:  # refused after the mail went: its code must not become usable
+            await email_codes.discard(call.app.db, code_id)
+        raise
+    if new_hash is not None:  # after the commit: see App.sessions_ended
+        await call.app.sessions_ended(Revocation(user_id=me.id, keep=session.id), call.conn)
+    return ok("profile updated", Messages=change_messages(req))
+
+
+async def apply_change(
+    call: Call, session: Session, me: users.User, req: ChangeUser, new_hash: str | None, code_id: int | None
+) -> None:
+    """ChangeUser's one transaction, which decides again against rows that
+    cannot change until it commits."""
     async with call.app.db.transaction("change_user") as conn:
         # Decided again against rows that cannot change until this commits:
         # the session must still be live, and a password change needs the
@@ -99,9 +115,6 @@ async def change_user(call: Call) -> dict[str, Any]:
         )
         if new_hash is not None:
             await session_store.revoke_all_for_user(conn, me.id, session.id)
-    if new_hash is not None:  # after the commit: see App.sessions_ended
-        await call.app.sessions_ended(Revocation(user_id=me.id, keep=session.id), call.conn)
-    return ok("profile updated", Messages=change_messages(req))
 
 
 def count_attempts(call: Call, req: ChangeUser) -> None:
