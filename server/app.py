@@ -25,6 +25,7 @@ from storage.messages import MessageWriter
 from storage.migrate import migrate
 
 from .broker import Broker, LocalBroker, make_broker
+from .changes import Changes
 from .config import Config
 from .connection import Connection
 from .dispatch import Dispatcher
@@ -66,6 +67,7 @@ class App:
         self.limits = Limits(config)
         self.broker = broker or LocalBroker()
         self.events = EventHub(db, self.broker, buffer_limit=config.push_buffer_limit)
+        self.changes = Changes(db, self.events)
         self.message_writer = MessageWriter(db)
         self.mailer = Mailer(config)
         self.dispatcher = Dispatcher(self)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import secrets
 from typing import Any
 
-from protocol import events as ev
+from protocol.events import DialogChanged, DialogCreated, MemberKicked, MembersAdded
 from protocol.requests import CHANGE_DIALOG, CREATE_DIALOG, GET_DIALOGS, GET_USERS_DIALOG, KICK_USER
 from protocol.requests.dialogs import (
     ChangeDialog,
@@ -24,10 +24,11 @@ from protocol.requests.dialogs import (
 )
 from protocol.status import Forbidden, NotFound, Unprocessable, ok
 from storage import dialogs as dialog_store
-from storage import events, friends, media
+from storage import friends, media
 from storage import messages as message_store
 from storage.db import Database, Transaction
 
+from ..changes import Change
 from ..routes import Call, route
 
 DIALOG_NOT_FOUND = "dialog not found"
@@ -81,10 +82,10 @@ async def create_dialog(call: Call) -> dict[str, Any]:
     await check_users_exist(call.app.db, others, "dialog.idUsers")
     if req.photo is not None:
         await check_photo(call.app.db, call.user_id, req.photo)
-    async with call.app.db.atomic("dialogs.create") as tx:
-        await check_no_blocks(tx, call.user_id, others)
+    async with call.app.changes("dialogs.create") as ch:
+        await check_no_blocks(ch.db, call.user_id, others)
         dialog = await dialog_store.create_dialog(
-            tx,
+            ch.db,
             key=new_dialog_key(),
             name=req.name,
             private=req.private,
@@ -92,19 +93,9 @@ async def create_dialog(call: Call) -> dict[str, Any]:
             owner_id=call.user_id,
             members=others,
         )
-        payload = {**_summary(dialog.key, dialog.name, dialog.photo_key, dialog.private), "Owner": call.user_id}
-        pushed = await events.append(tx.conn, [call.user_id, *others], ev.DIALOG_CREATED, payload)
-    call.app.events.deliver(pushed)
+        created = DialogCreated(dialog.key, dialog.name, dialog.photo_key, dialog.private, call.user_id)
+        await ch.emit([call.user_id, *others], created)
     return ok("Dialog started", hash=dialog.key)
-
-
-def _summary(key: str, name: str, photo: str | None, private: bool) -> dict[str, Any]:
-    return {"PkDialog": key, "name": name, "photo": photo or "", "private": private}
-
-
-async def _tell_members(tx: Any, dialog_id: int, kind: str, payload: dict[str, Any], extra: tuple[int, ...] = ()) -> list:
-    members = [m.user_id for m in await dialog_store.members(tx, dialog_id)]
-    return await events.append(tx.conn, [*members, *extra], kind, payload)
 
 
 @route(CHANGE_DIALOG)
@@ -113,29 +104,27 @@ async def change_dialog(call: Call) -> dict[str, Any]:
     under the dialog's management lock (``dialog_store.lock_access``): a manager
     kicked a moment earlier is refused, never half-obeyed."""
     req = ChangeDialog.parse(call.body)
-    async with call.app.db.atomic("dialogs.change") as tx:
-        access = await dialog_store.lock_access(tx, req.key, call.user_id)
+    async with call.app.changes("dialogs.change") as ch:
+        access = await dialog_store.lock_access(ch.db, req.key, call.user_id)
         if access is None:
             raise NotFound(DIALOG_NOT_FOUND)
         if not access.is_member:
             if access.dialog.private or not req.only_adds(call.user_id):
                 raise NotFound(DIALOG_NOT_FOUND)
-            await dialog_store.change_members(tx, access.dialog.id, add_members=req.add_members)
-            pushed = await _tell_members(
-                tx, access.dialog.id, ev.MEMBERS_ADDED, {"PkDialog": req.key, "Ids": list(req.add_members)}
-            )
-            await dialog_store.change_settings(tx, access.dialog.id)
+            await dialog_store.change_members(ch.db, access.dialog.id, add_members=req.add_members)
+            await ch.emit_to_dialog(access.dialog.id, MembersAdded(req.key, req.add_members))
+            await dialog_store.change_settings(ch.db, access.dialog.id)
             joined = True
         else:
-            pushed = await _change(call, tx, req, access)
+            await _change(call, ch, req, access)
             joined = False
-    call.app.events.deliver(pushed)
     return ok("Joined the dialog" if joined else "Dialog changed")
 
 
-async def _change(call: Call, tx: Transaction, req: ChangeDialog, access: dialog_store.Access) -> list:
+async def _change(call: Call, ch: Change, req: ChangeDialog, access: dialog_store.Access) -> None:
     """A member's ChangeDialog, inside its transaction: refusals first, then
     the change and its events."""
+    tx = ch.db
     if not access.is_manager:
         raise Forbidden("only the owner or an admin can change this dialog")
     if req.admins and access.role != dialog_store.OWNER:
@@ -153,38 +142,33 @@ async def _change(call: Call, tx: Transaction, req: ChangeDialog, access: dialog
     if req.photo is not None:
         await check_photo(tx, call.user_id, req.photo)
     await dialog_store.change_members(tx, old.id, add_members=req.add_members, admins=req.admins)
-    pushed = []
     if req.name is not None or req.private is not None or req.photo is not None or req.admins:
-        summary = _summary(
+        await ch.emit_to_dialog(old.id, DialogChanged(
             req.key,
             old.name if req.name is None else req.name,
             old.photo_key if req.photo is None else req.photo,
             old.private if req.private is None else req.private,
-        )
-        pushed += await _tell_members(tx, old.id, ev.DIALOG_CHANGED, summary)
+        ))
     if req.add_members:
-        pushed += await _tell_members(tx, old.id, ev.MEMBERS_ADDED, {"PkDialog": req.key, "Ids": list(req.add_members)})
+        await ch.emit_to_dialog(old.id, MembersAdded(req.key, req.add_members))
     await dialog_store.change_settings(tx, old.id, name=req.name, private=req.private, photo_key=req.photo)
-    return pushed
 
 
 @route(KICK_USER)
 async def kick_user(call: Call) -> dict[str, Any]:
     """Kick or leave, decided under the dialog's management lock (see ChangeDialog)."""
     req = KickUser.parse(call.body)
-    async with call.app.db.atomic("dialogs.remove_member") as tx:
-        access = await dialog_store.lock_access(tx, req.key, call.user_id)
+    async with call.app.changes("dialogs.remove_member") as ch:
+        access = await dialog_store.lock_access(ch.db, req.key, call.user_id)
         if access is None or not access.is_member:
             raise NotFound(DIALOG_NOT_FOUND)
         if req.user_id != call.user_id:
-            await _check_kick(tx, access, req.user_id)
+            await _check_kick(ch.db, access, req.user_id)
         dialog_id = access.dialog.id
-        removed = await dialog_store.remove_member(tx, dialog_id, req.user_id)
-        payload = {"PkDialog": req.key, "Id": req.user_id, "By": call.user_id}
-        pushed = await _tell_members(tx, dialog_id, ev.MEMBER_KICKED, payload, extra=(req.user_id,))
+        removed = await dialog_store.remove_member(ch.db, dialog_id, req.user_id)
+        await ch.emit_to_dialog(dialog_id, MemberKicked(req.key, req.user_id, call.user_id), also=(req.user_id,))
         if removed is not None and removed.new_owner:
-            await dialog_store.set_owner(tx, dialog_id, removed.heir)
-    call.app.events.deliver(pushed)
+            await dialog_store.set_owner(ch.db, dialog_id, removed.heir)
     return ok("You left the dialog" if req.user_id == call.user_id else "User removed from the dialog")
 
 

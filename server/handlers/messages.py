@@ -15,6 +15,7 @@ from typing import Any
 import orjson
 
 from protocol import events as ev
+from protocol.answers import MessageItem
 from protocol.requests import GET_DEL_MESSAGES, GET_MESSAGES, SEND_MESSAGE
 from protocol.requests.dialogs import format_date
 from protocol.requests.messages import (
@@ -33,6 +34,7 @@ from storage import events as event_store
 from storage import messages as message_store
 from storage.messages import MessageRow
 
+from ..changes import Change
 from ..routes import Call, route
 from .dialogs import DIALOG_NOT_FOUND, member_of
 
@@ -125,58 +127,54 @@ def _check_target(changed: message_store.Changed) -> None:
 
 async def _edit(call: Call, req: SendMessage) -> dict[str, Any]:
     assert req.msgkey is not None
-    async with call.app.db.atomic("messages.edit") as tx:
-        changed = await message_store.edit_message(tx, req.dialog, call.user_id, req.msgkey, req.content)
+    async with call.app.changes("messages.edit") as ch:
+        changed = await message_store.edit_message(ch.db, req.dialog, call.user_id, req.msgkey, req.content)
         _check_target(changed)
         if not changed.done:
             if changed.author_id != call.user_id:
                 raise Forbidden("only the author can edit a message")
             raise Gone("the message was deleted")
-        pushed = await _to_members(tx, changed, ev.MESSAGE_EDITED, req.dialog)
-    call.app.events.deliver(pushed)
+        dialog_id, row = await _changed_row(ch, changed)
+        await ch.emit_to_dialog(dialog_id, ev.MessageEdited(req.dialog, message_item(row)))
     return ok("Message edited", msgkey=req.msgkey)
 
 
-async def _to_members(tx: Any, changed: message_store.Changed, kind: str, dialog: str) -> list:
-    """Record ``kind`` with the message as it now is for every member."""
+def message_item(m: MessageRow, read: bool | None = None) -> MessageItem:
+    return MessageItem(m.key, m.author_id, m.created_at, m.content, m.updated_at, m.deleted_at, m.forwarded_key,
+                       m.important, tuple(m.media), tuple(m.positions), read)
+
+
+async def _changed_row(ch: Change, changed: message_store.Changed) -> tuple[int, MessageRow]:
+    """The dialog id, and the message as the change left it (what its event tells)."""
     assert changed.dialog_id is not None and changed.message_id is not None
-    row = await message_store.by_id(tx, changed.dialog_id, changed.message_id)
+    row = await message_store.by_id(ch.db, changed.dialog_id, changed.message_id)
     assert row is not None
-    if kind == ev.MESSAGE_DELETED:
-        payload = {"PkDialog": dialog, "msgKey": row.key, "deleteAt": format_date(row.deleted_at)}
-    else:
-        payload = {"PkDialog": dialog, "Msg": message_out(row)}
-    members = [m.user_id for m in await dialog_store.members(tx, changed.dialog_id)]
-    return await event_store.append(tx.conn, members, kind, payload)
+    return changed.dialog_id, row
 
 
 async def _delete(call: Call, req: SendMessage) -> dict[str, Any]:
     assert req.msgkey is not None
-    async with call.app.db.atomic("messages.delete") as tx:
-        changed = await message_store.delete_message(tx, req.dialog, call.user_id, req.msgkey)
+    async with call.app.changes("messages.delete") as ch:
+        changed = await message_store.delete_message(ch.db, req.dialog, call.user_id, req.msgkey)
         _check_target(changed)
         if not changed.done:
             if changed.author_id != call.user_id and changed.role not in dialog_store.MANAGERS:
                 raise Forbidden("only the author, the owner or an admin can delete a message for everyone")
             raise Gone("the message was already deleted")
-        pushed = await _to_members(tx, changed, ev.MESSAGE_DELETED, req.dialog)
-    call.app.events.deliver(pushed)
+        dialog_id, row = await _changed_row(ch, changed)
+        await ch.emit_to_dialog(dialog_id, ev.MessageDeleted(req.dialog, row.key, row.deleted_at))
     return ok("Message deleted", msgkey=req.msgkey)
 
 
 async def _hide(call: Call, req: SendMessage) -> dict[str, Any]:
     assert req.msgkey is not None
-    async with call.app.db.atomic("messages.hide") as tx:
-        changed = await message_store.hide_message(tx, req.dialog, call.user_id, req.msgkey)
+    async with call.app.changes("messages.hide") as ch:
+        changed = await message_store.hide_message(ch.db, req.dialog, call.user_id, req.msgkey)
         _check_target(changed)
         if changed.deleted:
             raise Gone("the message was deleted")
-        pushed = []
         if changed.done:  # only my own devices learn of it
-            pushed = await event_store.append(
-                tx.conn, [call.user_id], ev.MESSAGE_HIDDEN, {"PkDialog": req.dialog, "msgKey": req.msgkey}
-            )
-    call.app.events.deliver(pushed)
+            await ch.emit([call.user_id], ev.MessageHidden(req.dialog, req.msgkey))
     return ok("Message deleted for you", msgkey=req.msgkey)
 
 

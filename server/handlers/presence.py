@@ -11,7 +11,6 @@ from protocol import events as ev
 from protocol.requests.presence import MARK_READ, TYPING, MarkRead, Typing
 from protocol.status import NotFound, ok
 from storage import dialogs as dialog_store
-from storage import events
 
 from ..routes import Call, route
 from .dialogs import member_of
@@ -22,13 +21,10 @@ async def mark_read(call: Call) -> dict[str, Any]:
     call.app.limits.send_message.check(call.user_id)
     req = MarkRead.parse(call.body)
     dialog_id, _ = await member_of(call, req.dialog)
-    async with call.app.db.atomic("presence.mark_read") as tx:
-        if await dialog_store.mark_read(tx, dialog_id, call.user_id, req.msgkey) is None:
+    async with call.app.changes("presence.mark_read") as ch:
+        if await dialog_store.mark_read(ch.db, dialog_id, call.user_id, req.msgkey) is None:
             raise NotFound("message not found")
-        members = [m.user_id for m in await dialog_store.members(tx, dialog_id)]
-        payload = {"PkDialog": req.dialog, "Id": call.user_id, "msgKey": req.msgkey}
-        pushed = await events.append(tx.conn, members, ev.MESSAGES_READ, payload)
-    call.app.events.deliver(pushed)
+        await ch.emit_to_dialog(dialog_id, ev.MessagesRead(req.dialog, call.user_id, req.msgkey))
     return ok("Marked as read")
 
 
@@ -38,5 +34,5 @@ async def typing(call: Call) -> dict[str, Any]:
     req = Typing.parse(call.body)
     dialog_id, _ = await member_of(call, req.dialog)
     members = [m.user_id for m in await dialog_store.members(call.app.db, dialog_id) if m.user_id != call.user_id]
-    call.app.events.typing(members, {"PkDialog": req.dialog, "Id": call.user_id}, origin=call.conn)
+    call.app.changes.typing(members, ev.Typing(req.dialog, call.user_id), origin=call.conn)
     return ok("Typing sent")

@@ -1,0 +1,92 @@
+"""The unit of work: the one way a handler changes something and tells the
+people it concerns.
+
+    async with call.app.changes("messages.edit") as ch:
+        row = await message_store.edit_message(ch.db, ...)      # the change
+        await ch.emit_to_dialog(row.dialog_id, MessageEdited(...))  # its event
+
+Inside the block, ``ch.db`` is one transaction; ``emit`` appends the event to
+the log of every recipient in that same transaction, so an event is stored
+exactly when its change is.  When the block ends, the transaction commits and
+only then are the logged events handed to the push hub (which pushes them on
+this node and signals the other nodes) and the ``after_commit`` steps run (a
+revocation's cache and connection clean-up, for instance).  If the block
+raises, the transaction rolls back and nothing is sent: a push never tells of
+a change that did not happen, and a change never happens without its event.
+
+Who receives an event is decided here too (``emit`` to users,
+``emit_to_dialog`` to a dialog's members), which is where a different fan-out
+for large dialogs would be chosen.  The other half of the spine, messages
+sent through group commit, lives beside this module (server/group_commit.py)
+and hands its events to the same push hub after its own commit.
+
+Typing indicators are not changes (nothing is stored): ``typing`` pushes them
+to the members connected now and forgets them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from typing import TYPE_CHECKING
+
+from protocol.events import Event, Typing
+from storage import dialogs as dialog_store
+from storage import events as event_log
+from storage.db import Database, Transaction
+
+if TYPE_CHECKING:
+    from .connection import Connection
+    from .events import EventHub
+
+
+class Change:
+    """One transaction and what it has logged so far."""
+
+    __slots__ = ("db", "logged", "_after")
+
+    def __init__(self, db: Transaction) -> None:
+        self.db = db
+        self.logged: list[event_log.EventRow] = []
+        self._after: list[Callable[[], Awaitable[None]]] = []
+
+    async def emit(self, user_ids: Iterable[int], event: Event) -> None:
+        """Log ``event`` for each of ``user_ids`` (duplicates count once) in
+        this transaction; it is pushed after the commit."""
+        rows = await event_log.append(self.db.conn, set(user_ids), event.KIND, event.to_payload())
+        self.logged.extend(rows)
+
+    async def emit_to_dialog(self, dialog_id: int, event: Event, *, also: Iterable[int] = ()) -> None:
+        """Log ``event`` for every member of the dialog as the transaction sees
+        them now, and for ``also`` (a member just removed, who must learn it)."""
+        members = await dialog_store.members(self.db, dialog_id)
+        await self.emit([*(m.user_id for m in members), *also], event)
+
+    def after_commit(self, step: Callable[[], Awaitable[None]]) -> None:
+        """Run ``step`` once the transaction has committed (never on rollback)."""
+        self._after.append(step)
+
+    async def committed(self, push: EventHub) -> None:
+        """The transaction has committed: push what it logged, run the steps."""
+        push.deliver(self.logged)
+        for step in self._after:
+            await step()
+
+
+class Changes:
+    """``app.changes(name)``: a ``Change`` as an async context manager."""
+
+    def __init__(self, db: Database, push: EventHub) -> None:
+        self.db = db
+        self.push = push
+
+    @contextlib.asynccontextmanager
+    async def __call__(self, name: str) -> AsyncIterator[Change]:
+        async with self.db.atomic(name) as tx:
+            change = Change(tx)
+            yield change
+        await change.committed(self.push)  # from here on, a fact others may learn of
+
+    def typing(self, user_ids: list[int], typing: Typing, *, origin: Connection | None = None) -> None:
+        """Push a typing indicator to the connected ``user_ids`` (not ``origin``)."""
+        self.push.typing(user_ids, typing.to_payload(), origin=origin)
