@@ -16,7 +16,7 @@ FUZZ_EXAMPLES ?= 100000
 help:
 	@echo "make run    start the server on $(HOST):$(PORT) with an embedded PostgreSQL in ./$(DATA)"
 	@echo "make test   run the test suite"
-	@echo "make lint   ruff"
+	@echo "make lint   ruff and mypy"
 	@echo "make bench  microbenchmarks"
 	@echo "make load   end-to-end load test: SCENARIO=send|history|search|login|fanout|idle LOAD_ARGS=..."
 	@echo "make fuzz   FUZZ_EXAMPLES (default $(FUZZ_EXAMPLES)) hostile bodies against a real server; prints how many ran"
@@ -34,10 +34,12 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m ruff check protocol server storage client_sdk bench tests examples
+	$(PY) -m mypy protocol server storage client_sdk
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(PY) -m ruff check protocol server storage client_sdk bench tests examples
+	$(PY) -m mypy protocol server storage client_sdk
 
 fuzz: $(STAMP)
 	SESSIA_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(PY) -m pytest -q -p no:cacheprovider tests/test_fuzz.py
@@ -46,7 +48,7 @@ bench: $(STAMP)
 	$(PY) -m bench.micro
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache .hypothesis
 
 # `make load SCENARIO=send LOAD_ARGS="--users 1000 --connections 1000"`: end-to-end
 # load test against a server of its own (docs/performance.md).

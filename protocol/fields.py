@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import base64
 import binascii
+import builtins
 import re
-from typing import Any
+from typing import Any, Literal, overload
 
 from .status import BadRequest, TooLarge, Unprocessable
 
@@ -54,15 +55,43 @@ class Fields:
         value = self._data.get(name.lower())
         return value is not None and value != ""
 
+    # The readers are named after the types they return, so inside this class
+    # ``str``, ``int``, ``bool``, ``list`` and ``bytes`` name the methods:
+    # annotations spell the types ``builtins.str`` and so on.  Each reader
+    # returns its type when the field is required (or has a default), and
+    # ``... | None`` when it may be absent.
+
+    @overload
     def str(
         self,
-        name: str,
+        name: builtins.str,
         *,
-        required: bool = True,
-        max_len: int = 256,
-        min_len: int = 0,
-        strip: bool = False,
-    ) -> str | None:
+        required: Literal[True] = ...,
+        max_len: builtins.int = ...,
+        min_len: builtins.int = ...,
+        strip: builtins.bool = ...,
+    ) -> builtins.str: ...
+
+    @overload
+    def str(
+        self,
+        name: builtins.str,
+        *,
+        required: builtins.bool,
+        max_len: builtins.int = ...,
+        min_len: builtins.int = ...,
+        strip: builtins.bool = ...,
+    ) -> builtins.str | None: ...
+
+    def str(
+        self,
+        name: builtins.str,
+        *,
+        required: builtins.bool = True,
+        max_len: builtins.int = 256,
+        min_len: builtins.int = 0,
+        strip: builtins.bool = False,
+    ) -> builtins.str | None:
         value = self._data.get(name.lower())
         if value is None or (value == "" and not required):
             if required:
@@ -84,15 +113,48 @@ class Fields:
             raise Unprocessable(f"{self._name(name)}: shorter than {min_len} characters")
         return value
 
+    @overload
     def int(
         self,
-        name: str,
+        name: builtins.str,
         *,
-        required: bool = True,
-        minimum: int | None = None,
-        maximum: int | None = None,
-        default: int | None = None,
-    ) -> int | None:
+        required: Literal[True] = ...,
+        minimum: builtins.int | None = ...,
+        maximum: builtins.int | None = ...,
+        default: builtins.int | None = ...,
+    ) -> builtins.int: ...
+
+    @overload
+    def int(
+        self,
+        name: builtins.str,
+        *,
+        required: builtins.bool,
+        minimum: builtins.int | None = ...,
+        maximum: builtins.int | None = ...,
+        default: builtins.int,
+    ) -> builtins.int: ...
+
+    @overload
+    def int(
+        self,
+        name: builtins.str,
+        *,
+        required: builtins.bool,
+        minimum: builtins.int | None = ...,
+        maximum: builtins.int | None = ...,
+        default: None = ...,
+    ) -> builtins.int | None: ...
+
+    def int(
+        self,
+        name: builtins.str,
+        *,
+        required: builtins.bool = True,
+        minimum: builtins.int | None = None,
+        maximum: builtins.int | None = None,
+        default: builtins.int | None = None,
+    ) -> builtins.int | None:
         value = self._data.get(name.lower())
         if value is None or value == "":
             if required:
@@ -119,7 +181,22 @@ class Fields:
             raise Unprocessable(f"{self._name(name)}: must be at most {maximum}")
         return value
 
-    def bool(self, name: str, *, required: bool = True, default: bool | None = None) -> bool | None:
+    @overload
+    def bool(
+        self, name: builtins.str, *, required: Literal[True] = ..., default: builtins.bool | None = ...
+    ) -> builtins.bool: ...
+
+    @overload
+    def bool(self, name: builtins.str, *, required: builtins.bool, default: builtins.bool) -> builtins.bool: ...
+
+    @overload
+    def bool(
+        self, name: builtins.str, *, required: builtins.bool, default: None = ...
+    ) -> builtins.bool | None: ...
+
+    def bool(
+        self, name: builtins.str, *, required: builtins.bool = True, default: builtins.bool | None = None
+    ) -> builtins.bool | None:
         value = self._data.get(name.lower())
         if value is None or value == "":
             if required:
@@ -133,7 +210,13 @@ class Fields:
             return _TRUE[value.strip().lower()]
         raise BadRequest(f"{self._name(name)}: must be a boolean (true/false, 1/0)")
 
-    def map(self, name: str, *, required: bool = True) -> Fields | None:
+    @overload
+    def map(self, name: builtins.str, *, required: Literal[True] = ...) -> Fields: ...
+
+    @overload
+    def map(self, name: builtins.str, *, required: builtins.bool) -> Fields | None: ...
+
+    def map(self, name: builtins.str, *, required: builtins.bool = True) -> Fields | None:
         value = self._data.get(name.lower())
         if value is None:
             if required:
@@ -143,7 +226,34 @@ class Fields:
             raise BadRequest(f"{self._name(name)}: must be a map")
         return Fields(value, self._name(name))
 
-    def list(self, name: str, *, required: bool = True, max_items: int = 100, scalar_ok: bool = False) -> list[Any] | None:
+    @overload
+    def list(
+        self,
+        name: builtins.str,
+        *,
+        required: Literal[True] = ...,
+        max_items: builtins.int = ...,
+        scalar_ok: builtins.bool = ...,
+    ) -> builtins.list[Any]: ...
+
+    @overload
+    def list(
+        self,
+        name: builtins.str,
+        *,
+        required: builtins.bool,
+        max_items: builtins.int = ...,
+        scalar_ok: builtins.bool = ...,
+    ) -> builtins.list[Any] | None: ...
+
+    def list(
+        self,
+        name: builtins.str,
+        *,
+        required: builtins.bool = True,
+        max_items: builtins.int = 100,
+        scalar_ok: builtins.bool = False,
+    ) -> builtins.list[Any] | None:
         """A list; with ``scalar_ok`` a single value is taken as a list of one
         (the original sends one dialog key where a list is meant)."""
         value = self._data.get(name.lower())
@@ -160,17 +270,56 @@ class Fields:
             raise Unprocessable(f"{self._name(name)}: more than {max_items} items")
         return value
 
-    def int_list(self, name: str, *, required: bool = True, max_items: int = 100) -> list[int] | None:
+    @overload
+    def int_list(
+        self, name: builtins.str, *, required: Literal[True] = ..., max_items: builtins.int = ...
+    ) -> builtins.list[builtins.int]: ...
+
+    @overload
+    def int_list(
+        self, name: builtins.str, *, required: builtins.bool, max_items: builtins.int = ...
+    ) -> builtins.list[builtins.int] | None: ...
+
+    def int_list(
+        self, name: builtins.str, *, required: builtins.bool = True, max_items: builtins.int = 100
+    ) -> builtins.list[builtins.int] | None:
         items = self.list(name, required=required, max_items=max_items, scalar_ok=True)
         if items is None:
             return None
         return [_to_int(v, self._name(name)) for v in items]
 
-    def str_list(self, name: str, *, required: bool = True, max_items: int = 100, max_len: int = 256) -> list[str] | None:
+    @overload
+    def str_list(
+        self,
+        name: builtins.str,
+        *,
+        required: Literal[True] = ...,
+        max_items: builtins.int = ...,
+        max_len: builtins.int = ...,
+    ) -> builtins.list[builtins.str]: ...
+
+    @overload
+    def str_list(
+        self,
+        name: builtins.str,
+        *,
+        required: builtins.bool,
+        max_items: builtins.int = ...,
+        max_len: builtins.int = ...,
+    ) -> builtins.list[builtins.str] | None: ...
+
+    def str_list(
+        self,
+        name: builtins.str,
+        *,
+        required: builtins.bool = True,
+        max_items: builtins.int = 100,
+        max_len: builtins.int = 256,
+    ) -> builtins.list[builtins.str] | None:
         items = self.list(name, required=required, max_items=max_items, scalar_ok=True)
         if items is None:
             return None
-        out = []
+        out: builtins.list[builtins.str] = []
         for item in items:
             if not isinstance(item, str) or not item or len(item) > max_len:
                 raise BadRequest(f"{self._name(name)}: must be a list of non-empty strings")
@@ -179,7 +328,19 @@ class Fields:
             out.append(item)
         return out
 
-    def bytes(self, name: str, *, required: bool = True, max_size: int) -> bytes | None:
+    @overload
+    def bytes(
+        self, name: builtins.str, *, required: Literal[True] = ..., max_size: builtins.int
+    ) -> builtins.bytes: ...
+
+    @overload
+    def bytes(
+        self, name: builtins.str, *, required: builtins.bool, max_size: builtins.int
+    ) -> builtins.bytes | None: ...
+
+    def bytes(
+        self, name: builtins.str, *, required: builtins.bool = True, max_size: builtins.int
+    ) -> builtins.bytes | None:
         """Binary data: msgpack ``bin`` as is, or a base64 string (JSON)."""
         value = self._data.get(name.lower())
         if value is None or value == "":

@@ -26,7 +26,7 @@ import struct
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import IntEnum
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, final
 
 from .codecs import Codec, encode_body, map_header, map_items
 from .status import Status
@@ -53,6 +53,7 @@ _KINDS = {int(k): k for k in FrameKind}
 _CODECS = frozenset(int(c) for c in Codec)
 
 
+@final  # so that ``type(event) is Frame`` also tells mypy the other case is a FrameError
 class Frame(NamedTuple):
     """One complete frame.  ``body`` is still encoded: decoding it is the
     caller's step, so a bad body is answered with the request id known.

@@ -7,7 +7,7 @@ the device id it was issued to, and the client build.
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple, TypeGuard
 
 from .fields import Fields
 
@@ -53,11 +53,9 @@ def parse_sessia(body: Fields, *, need_token: bool) -> Sessia:
 
 def _parse_fields(body: Fields, *, need_token: bool) -> Sessia:
     sessia = body.map("sessia")
-    assert sessia is not None
     device_fields = sessia.map("device")
-    assert device_fields is not None
     device = DeviceInfo(
-        deviceid=device_fields.str("deviceid", min_len=1, max_len=128),  # type: ignore[arg-type]
+        deviceid=device_fields.str("deviceid", min_len=1, max_len=128),
         os=device_fields.str("os", required=False, max_len=128) or "",
         mac=device_fields.str("mac", required=False, max_len=128) or "",
         hostname=device_fields.str("hostname", required=False, max_len=256) or "",
@@ -67,15 +65,15 @@ def _parse_fields(body: Fields, *, need_token: bool) -> Sessia:
     if client_fields is not None:
         version = client_fields.str("version", required=False, max_len=64) or ""
         client = ClientInfo(
-            nameclient=client_fields.str("nameclient", max_len=128),  # type: ignore[arg-type]
-            hashcert=client_fields.str("hashcert", max_len=256),  # type: ignore[arg-type]
+            nameclient=client_fields.str("nameclient", max_len=128),
+            hashcert=client_fields.str("hashcert", max_len=256),
             version=version,
         )
     token = sessia.str("tocken", required=need_token, min_len=1, max_len=MAX_TOKEN_LENGTH)
     return Sessia(tocken=token, device=device, client=client)
 
 
-def _plain_map(value: object) -> bool:
+def _plain_map(value: object) -> TypeGuard[dict[str, Any]]:
     """A map ``Fields`` would take as it is: at most 64 fields, lower-case names."""
     if type(value) is not dict or len(value) > 64:
         return False
@@ -85,7 +83,7 @@ def _plain_map(value: object) -> bool:
         return False
 
 
-def _plain_text(value: object, max_len: int) -> bool:
+def _plain_text(value: object, max_len: int) -> TypeGuard[str]:
     """A string ``Fields.str`` would return unchanged."""
     return type(value) is str and len(value) <= max_len and "\x00" not in value
 
@@ -97,7 +95,7 @@ def _optional(value: object, max_len: int) -> str | None:
         return ""
     if type(value) is int:  # a build number sent as a number, as Fields.str takes it
         value = str(value)
-    return value if _plain_text(value, max_len) else None  # type: ignore[return-value]
+    return value if _plain_text(value, max_len) else None
 
 
 def _parse_plain(raw: object, need_token: bool) -> Sessia | None:
@@ -105,17 +103,17 @@ def _parse_plain(raw: object, need_token: bool) -> Sessia | None:
     for anything it might answer differently or refuse."""
     if not _plain_map(raw):
         return None
-    device = raw.get("device")  # type: ignore[attr-defined]
+    device = raw.get("device")
     if not _plain_map(device):
         return None
-    deviceid = device.get("deviceid")  # type: ignore[union-attr]
-    os = _optional(device.get("os"), 128)  # type: ignore[union-attr]
-    mac = _optional(device.get("mac"), 128)  # type: ignore[union-attr]
-    hostname = _optional(device.get("hostname"), 256)  # type: ignore[union-attr]
+    deviceid = device.get("deviceid")
+    os = _optional(device.get("os"), 128)
+    mac = _optional(device.get("mac"), 128)
+    hostname = _optional(device.get("hostname"), 256)
     if not deviceid or not _plain_text(deviceid, 128) or os is None or mac is None or hostname is None:
         return None
     client = None
-    client_map = raw.get("client")  # type: ignore[attr-defined]
+    client_map = raw.get("client")
     if client_map is not None:
         if not _plain_map(client_map):
             return None
@@ -123,8 +121,8 @@ def _parse_plain(raw: object, need_token: bool) -> Sessia | None:
         version = _optional(client_map.get("version"), 64)
         if not _plain_text(nameclient, 128) or not _plain_text(hashcert, 256) or version is None:
             return None
-        client = ClientInfo(nameclient, hashcert, version)  # type: ignore[arg-type]
-    token = raw.get("tocken")  # type: ignore[attr-defined]
+        client = ClientInfo(nameclient, hashcert, version)
+    token = raw.get("tocken")
     if token is None or token == "":
         if need_token:
             return None

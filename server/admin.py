@@ -21,7 +21,7 @@ import contextlib
 import getpass
 import json
 import sys
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import asdict
 
 import asyncpg
@@ -93,7 +93,12 @@ def build_admin_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     )
     commands = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def command(name: str, help: str, description: str, parent=commands) -> argparse.ArgumentParser:
+    def command(
+        name: str,
+        help: str,
+        description: str,
+        parent: argparse._SubParsersAction[argparse.ArgumentParser] = commands,
+    ) -> argparse.ArgumentParser:
         return parent.add_parser(
             name, help=help, description=description, parents=[sub_settings], allow_abbrev=False,
             epilog=f"Server settings (--database-url, --data-dir, --config, ...) may also follow the command: "
@@ -185,9 +190,11 @@ async def run(args: argparse.Namespace, config: Config) -> int:
         if args.command not in ("schema", "migrate"):
             await require_current_schema(db)
         if args.command == "create-user":
-            return await create_user(db, config, args.login, args.email, password, args.confirmed)  # type: ignore[arg-type]
+            assert password is not None  # read above for this command
+            return await create_user(db, config, args.login, args.email, password, args.confirmed)
         if args.command == "reset-password":
-            return await reset_password(db, config, args.account, password)  # type: ignore[arg-type]
+            assert password is not None  # read above for this command
+            return await reset_password(db, config, args.account, password)
         if args.command == "revoke-sessions":
             return await revoke_sessions(db, config, args.account)
         if args.command == "clients":
@@ -204,7 +211,7 @@ async def run(args: argparse.Namespace, config: Config) -> int:
     raise AssertionError(args.command)
 
 
-def _check(check, value: str) -> str:
+def _check(check: Callable[[str, str], str], value: str) -> str:
     try:
         return check(value, "value")
     except SessiaError as exc:
@@ -235,7 +242,9 @@ def read_password(from_stdin: bool, min_length: int) -> str:
 class AdminDatabase(Database):
     """The database plus its URL (a broker may need it)."""
 
-    url: str
+    def __init__(self, pool: asyncpg.Pool, url: str) -> None:
+        super().__init__(pool)
+        self.url = url
 
 
 @contextlib.asynccontextmanager
@@ -253,10 +262,9 @@ async def open_database(config: Config) -> AsyncIterator[AdminDatabase]:
     try:
         # One connection: the command is sequential, and "is anyone else
         # connected?" is then simply "anyone but this connection".
-        db = await AdminDatabase.connect(url, min_size=1, max_size=1)
-        db.url = url
+        db = AdminDatabase((await Database.connect(url, min_size=1, max_size=1)).pool, url)
         try:
-            yield db  # type: ignore[misc]
+            yield db
         finally:
             if embedded is not None and embedded.started_here:
                 in_use = await stats_store.other_connections(db) > 0

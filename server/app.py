@@ -161,10 +161,10 @@ class App:
         self.passwords.close()
 
 
-_reloads: set[asyncio.Task] = set()  # held until done: the loop keeps only weak references
+_reloads: set[asyncio.Task[None]] = set()  # held until done: the loop keeps only weak references
 
 
-def _reload_done(task: asyncio.Task) -> None:
+def _reload_done(task: asyncio.Task[None]) -> None:
     _reloads.discard(task)
     if not task.cancelled() and task.exception() is not None:
         log.warning("could not reload known clients: %s", task.exception())
@@ -291,8 +291,8 @@ async def serve(config: Config, *, ready: asyncio.Event | None = None, stop: asy
     config.data_dir.mkdir(parents=True, exist_ok=True)
     db = await Database.connect(url, max_size=config.db_pool_size)
     db.timings = Timings()
-    async with db.connection("migrate") as conn:
-        applied = await migrate(conn)
+    async with db.connection("migrate") as pg:
+        applied = await migrate(pg)
     if applied:
         log.info("schema migrated to version %d", applied[-1])
     app = App(config, db, make_broker(config.broker, url, db.pool))

@@ -17,8 +17,13 @@ import asyncio
 import logging
 import secrets
 from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
 
 import asyncpg
+
+if TYPE_CHECKING:
+    from nats.aio.client import Client as NatsClient
+    from nats.aio.msg import Msg
 
 log = logging.getLogger("sessia.broker")
 
@@ -88,7 +93,7 @@ class PgBroker(Broker):
         self._url = url
         self._pool = pool
         self._conn: asyncpg.Connection | None = None
-        self._task: asyncio.Task | None = None
+        self._task: asyncio.Task[None] | None = None
         self._closing = False
         self._connected = asyncio.Event()
 
@@ -129,8 +134,9 @@ class PgBroker(Broker):
             delay = min(delay * 2, 5.0)
             first = False
 
-    def _on_notify(self, _conn: object, _pid: int, channel: str, payload: str) -> None:
-        self._received(channel.removeprefix("sessia_"), payload)
+    def _on_notify(self, _conn: object, _pid: int, channel: str, payload: object) -> None:
+        # a NOTIFY payload is text: asyncpg hands it over as str
+        self._received(channel.removeprefix("sessia_"), str(payload))
 
     async def publish(self, channel: str, payload: str) -> None:
         try:
@@ -153,7 +159,7 @@ class NatsBroker(Broker):
     def __init__(self, url: str) -> None:
         super().__init__()
         self._url = url
-        self._nc = None
+        self._nc: NatsClient | None = None
 
     async def start(self, handler: Handler, on_reconnect: Callable[[], Awaitable[None]]) -> None:
         await super().start(handler, on_reconnect)
@@ -177,7 +183,7 @@ class NatsBroker(Broker):
         )
         for channel in CHANNELS:
 
-            async def on_message(msg, channel: str = channel) -> None:
+            async def on_message(msg: Msg, channel: str = channel) -> None:
                 self._received(channel, msg.data.decode())
 
             await self._nc.subscribe(f"sessia.{channel}", cb=on_message)

@@ -331,7 +331,7 @@ def _file_value(action: argparse.Action, value: Any, where: str) -> Any:
         value = float(value)
     elif not isinstance(value, str):
         raise ValueError(f"{where}: expected a string")
-    elif action.type is not None:
+    elif callable(action.type):  # every option of this parser converts with a function
         try:
             value = action.type(value)
         except (argparse.ArgumentTypeError, ValueError) as exc:
@@ -346,7 +346,8 @@ def config_path(argv: Sequence[str] | None) -> Path | None:
     pre = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
     pre.add_argument("--config", type=Path, default=_env("config"))
     ns, _ = pre.parse_known_args(argv)
-    return ns.config
+    path: Path | None = ns.config
+    return path
 
 
 def prepare_parser(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> None:

@@ -26,7 +26,7 @@ import asyncio
 import logging
 import socket
 from collections import deque
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from protocol.frames import Decoder, Frame, FrameError, FrameKind, encode_error, encode_pong
 from protocol.requests import MEDIA
@@ -73,7 +73,7 @@ class Connection(asyncio.Protocol):
         self.closing = False
         self._reading_paused = False
         self._write_paused = False
-        self._tasks: set[asyncio.Task] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
         self._backlog: deque[Frame] = deque()  # read, waiting for an in-flight slot
         self._draining = False
         self._eof_sent = False
@@ -92,7 +92,7 @@ class Connection(asyncio.Protocol):
     # -- asyncio.Protocol --------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
+        self.transport = cast(asyncio.Transport, transport)  # a stream server's transports are Transports
         peer = transport.get_extra_info("peername")
         self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
         self.ip = str(peer[0]) if isinstance(peer, tuple) else str(peer)
@@ -146,7 +146,7 @@ class Connection(asyncio.Protocol):
                 else:
                     self._write(encode_pong(event.request_id))
             else:
-                self._reject(event)  # type: ignore[arg-type]
+                self._reject(event)
         # The read timeout is for one frame: it starts again whenever a frame
         # completes, so a busy client whose writes end mid-frame is not "slow";
         # and it does not run while the server itself has stopped reading.

@@ -21,7 +21,8 @@ import math
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
-from typing import TYPE_CHECKING, NamedTuple
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from protocol.status import TooManyRequests
 
@@ -32,8 +33,12 @@ if TYPE_CHECKING:
 MAX_KEYS = 50_000
 
 
-class Rate(NamedTuple):
-    """``count`` requests per ``seconds``; ``count == 0`` means unlimited."""
+@dataclass(frozen=True, slots=True)
+class Rate:
+    """``count`` requests per ``seconds``; ``count == 0`` means unlimited.
+
+    A frozen dataclass rather than a NamedTuple, whose field ``count`` would
+    shadow ``tuple.count``; repr, str and comparing two Rates are unchanged."""
 
     count: int
     seconds: float

@@ -84,8 +84,9 @@ class SessionCache:
 
     async def authenticate(self, body: Fields) -> tuple[Session, Sessia]:
         sessia = parse_sessia(body, need_token=True)
+        assert sessia.tocken is not None  # need_token: parse_sessia refuses a sessia without one
         self._clients.check(sessia.client)
-        digest = token_hash(sessia.tocken)  # type: ignore[arg-type]
+        digest = token_hash(sessia.tocken)
         session = self._by_hash.get(digest)
         if session is None:
             session = await self._load(digest)

@@ -43,14 +43,14 @@ class Registration:
 
     @classmethod
     def parse(cls, body: Fields, min_password_length: int = MIN_PASSWORD_LENGTH) -> Registration:
-        login = body.map("login").str("login", max_len=64)  # type: ignore[union-attr]
-        password = body.map("password").str("password", max_len=MAX_PASSWORD_LENGTH)  # type: ignore[union-attr]
-        email = body.map("email").str("email", max_len=320)  # type: ignore[union-attr]
+        login = body.map("login").str("login", max_len=64)
+        password = body.map("password").str("password", max_len=MAX_PASSWORD_LENGTH)
+        email = body.map("email").str("email", max_len=320)
         sessia = parse_sessia(body, need_token=False)
         return cls(
-            login=check_login(login),  # type: ignore[arg-type]
-            password=check_password(password, "password.password", min_password_length),  # type: ignore[arg-type]
-            email=check_email(email),  # type: ignore[arg-type]
+            login=check_login(login),
+            password=check_password(password, "password.password", min_password_length),
+            email=check_email(email),
             sessia=sessia,
         )
 
@@ -67,8 +67,8 @@ class PasswordAuth:
     @classmethod
     def parse(cls, body: Fields) -> PasswordAuth:
         return cls(
-            email=body.str("email", min_len=1, max_len=320, strip=True),  # type: ignore[arg-type]
-            password=body.str("password", min_len=1, max_len=MAX_PASSWORD_LENGTH),  # type: ignore[arg-type]
+            email=body.str("email", min_len=1, max_len=320, strip=True),
+            password=body.str("password", min_len=1, max_len=MAX_PASSWORD_LENGTH),
             sessia=parse_sessia(body, need_token=False),
         )
 

@@ -70,7 +70,7 @@ class ResetPassword:
 
     @classmethod
     def parse(cls, body: Fields, min_password_length: int = MIN_PASSWORD_LENGTH) -> ResetPassword:
-        email = check_email(body.str("email", max_len=MAX_EMAIL_LENGTH), "email")  # type: ignore[arg-type]
+        email = check_email(body.str("email", max_len=MAX_EMAIL_LENGTH), "email")
         code = code_text(body)
         new_password = body.str("newPass", required=False, max_len=MAX_PASSWORD_LENGTH)
         sessia = parse_sessia(body, need_token=False)

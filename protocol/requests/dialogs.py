@@ -79,18 +79,18 @@ class Page:
         if with_date:
             raw = body.raw("date")
             if raw is not None and raw != "" and str(raw).strip() != "-1":
-                since = parse_date(body.str("date", max_len=64), "date")  # type: ignore[arg-type]
+                since = parse_date(body.str("date", max_len=64), "date")
         return cls(
             since=since,
-            take=body.int(take, required=False, default=DEFAULT_TAKE, minimum=1, maximum=MAX_TAKE),  # type: ignore[arg-type]
-            skip=body.int(skip, required=False, default=0, minimum=0, maximum=MAX_SKIP),  # type: ignore[arg-type]
+            take=body.int(take, required=False, default=DEFAULT_TAKE, minimum=1, maximum=MAX_TAKE),
+            skip=body.int(skip, required=False, default=0, minimum=0, maximum=MAX_SKIP),
         )
 
 
 def dialog_key(body: Fields, name: str = "pkDialog") -> str:
     """A dialog key: an opaque string.  A key that names no dialog of the
     caller is answered 404 later, whatever its shape."""
-    return body.str(name, min_len=1, max_len=MAX_KEY_LENGTH, strip=True)  # type: ignore[return-value]
+    return body.str(name, min_len=1, max_len=MAX_KEY_LENGTH, strip=True)
 
 
 def _name(body: Fields) -> str | None:
@@ -118,10 +118,9 @@ class CreateDialog:
     @classmethod
     def parse(cls, body: Fields) -> CreateDialog:
         dialog = body.map("dialog")
-        assert dialog is not None
         return cls(
             name=_name(dialog) or "",
-            private=dialog.bool("private", required=False, default=True),  # type: ignore[arg-type]
+            private=dialog.bool("private", required=False, default=True),
             members=_user_ids(dialog, "idUsers"),
             photo=dialog.str("photo", required=False, max_len=MAX_KEY_LENGTH, strip=True) or None,
         )
@@ -142,7 +141,6 @@ class ChangeDialog:
     @classmethod
     def parse(cls, body: Fields) -> ChangeDialog:
         dialog = body.map("dialog")
-        assert dialog is not None
         change = cls(
             key=dialog_key(dialog),
             name=_name(dialog),
@@ -184,7 +182,7 @@ class KickUser:
 
     @classmethod
     def parse(cls, body: Fields) -> KickUser:
-        return cls(key=dialog_key(body), user_id=body.int("user", minimum=1))  # type: ignore[arg-type]
+        return cls(key=dialog_key(body), user_id=body.int("user", minimum=1))
 
 
 @dataclass(frozen=True, slots=True)

@@ -34,6 +34,6 @@ class GetEvents:
     @classmethod
     def parse(cls, body: Fields) -> GetEvents:
         return cls(
-            after=body.int("after", minimum=0),  # type: ignore[arg-type]
-            take=body.int("take", required=False, minimum=1, maximum=MAX_EVENTS_PAGE, default=100),  # type: ignore[arg-type]
+            after=body.int("after", minimum=0),
+            take=body.int("take", required=False, minimum=1, maximum=MAX_EVENTS_PAGE, default=100),
         )

@@ -46,7 +46,7 @@ def parse_operation(body: Fields) -> str:
     names (``getfriend`` is ``getFriend``); anything else is a 400 that lists
     the valid names so a client developer sees the fix at once."""
     raw = body.str("operation", max_len=64, strip=True)
-    operation = _BY_LOWER.get(raw.lower())  # type: ignore[union-attr]
+    operation = _BY_LOWER.get(raw.lower())
     if operation is None:
         raise BadRequest(f"operation: unknown operation {raw!r}; valid operations: {', '.join(OPERATIONS)}")
     return operation
@@ -70,7 +70,7 @@ class UserOperation:
         if user_id == caller_id:
             raise Unprocessable("id: must be another user's id, not your own")
         note = body.str("description", required=operation == UPDATE, max_len=MAX_NOTE_LENGTH)
-        return cls(operation=operation, user_id=user_id, note=note)  # type: ignore[arg-type]
+        return cls(operation=operation, user_id=user_id, note=note)
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,4 +85,4 @@ class ListOperation:
     def parse(cls, operation: str, body: Fields) -> ListOperation:
         take = body.int("take", required=False, default=DEFAULT_TAKE, minimum=1, maximum=MAX_TAKE)
         skip = body.int("skip", required=False, default=0, minimum=0, maximum=MAX_SKIP)
-        return cls(operation=operation, take=take, skip=skip)  # type: ignore[arg-type]
+        return cls(operation=operation, take=take, skip=skip)

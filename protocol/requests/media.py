@@ -11,6 +11,7 @@ else is refused before it is stored.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..fields import Fields
@@ -30,7 +31,7 @@ def _is_webp(data: bytes) -> bool:
 
 
 #: Image formats and the test their first bytes must pass.
-IMAGE_MAGIC = {
+IMAGE_MAGIC: dict[str, Callable[[bytes], bool]] = {
     "png": lambda d: d.startswith(b"\x89PNG\r\n\x1a\n"),
     "jpg": lambda d: d.startswith(b"\xff\xd8\xff"),
     "jpeg": lambda d: d.startswith(b"\xff\xd8\xff"),
@@ -73,12 +74,12 @@ class MediaUpload:
 
     @classmethod
     def parse(cls, body: Fields, max_size: int) -> MediaUpload:
-        ext = check_extension(body.str("extension", min_len=1, max_len=32))  # type: ignore[arg-type]
+        ext = check_extension(body.str("extension", min_len=1, max_len=32))
         if body.raw("bytes") in ("", b""):
             raise Unprocessable("bytes: must not be empty")
         data = body.bytes("bytes", max_size=max_size)
-        check_content(ext, data)  # type: ignore[arg-type]
-        return cls(extension=ext, data=data)  # type: ignore[arg-type]
+        check_content(ext, data)
+        return cls(extension=ext, data=data)
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,7 +90,7 @@ class MediaDownload:
 
     @classmethod
     def parse(cls, body: Fields) -> MediaDownload:
-        return cls(key=body.str("hash", min_len=1, max_len=MAX_KEY_LENGTH, strip=True))  # type: ignore[arg-type]
+        return cls(key=body.str("hash", min_len=1, max_len=MAX_KEY_LENGTH, strip=True))
 
 
 def wants_dialog_listing(body: Fields) -> bool:

@@ -58,9 +58,7 @@ class SendMessage:
     def parse(cls, body: Fields) -> SendMessage:
         operation = _operation(body)
         message = body.map("message")
-        assert message is not None
         info = message.map("infoMessage")
-        assert info is not None
         dialog = dialog_key(info)
         if operation == ADD:
             media, order = _media(message)
@@ -75,7 +73,7 @@ class SendMessage:
         msgkey = _msgkey(info, required=True)
         content = ""
         if operation == EDIT:
-            content = info.str("content", max_len=MAX_CONTENT_LENGTH)  # type: ignore[assignment]
+            content = info.str("content", max_len=MAX_CONTENT_LENGTH)
             if not content.strip():
                 raise Unprocessable("message.infoMessage.content: must not be empty")
         return cls(operation, dialog, msgkey, content, (), ())
@@ -83,7 +81,7 @@ class SendMessage:
 
 def _operation(body: Fields) -> str:
     raw = body.str("operation", max_len=32, strip=True)
-    operation = _OPERATIONS_LOWER.get(raw.lower())  # type: ignore[union-attr]
+    operation = _OPERATIONS_LOWER.get(raw.lower())
     if operation is None:
         raise Unprocessable(f"operation: must be one of {', '.join(OPERATIONS)}")
     return operation
@@ -119,7 +117,7 @@ class GetMessages:
         dialog = dialog_key(body)
         if body.has("msgkey"):
             key = body.str("msgkey", max_len=256, strip=True)
-            return cls(dialog, check_msgkey(key, "msgkey"), Page(None, 1, 0))  # type: ignore[arg-type]
+            return cls(dialog, check_msgkey(key, "msgkey"), Page(None, 1, 0))
         return cls(dialog, None, Page.parse(body))
 
 

@@ -26,7 +26,7 @@ class MarkRead:
     @classmethod
     def parse(cls, body: Fields) -> MarkRead:
         key = body.str("msgkey", max_len=256, strip=True)
-        return cls(dialog_key(body), check_msgkey(key, "msgkey"))  # type: ignore[arg-type]
+        return cls(dialog_key(body), check_msgkey(key, "msgkey"))
 
 
 @dataclass(frozen=True, slots=True)

@@ -60,7 +60,7 @@ class Email:
     def parse(cls, body: Fields) -> Email:
         if body.has("email"):
             email = body.str("email", max_len=MAX_EMAIL_LENGTH)
-            return cls(email=check_email(email, "email"), code=None)  # type: ignore[arg-type]
+            return cls(email=check_email(email, "email"), code=None)
         code = _code_text(body)
         if not code:
             raise BadRequest("email or code is required")
@@ -77,7 +77,7 @@ class GetUser:
 
     @classmethod
     def parse(cls, body: Fields) -> GetUser:
-        return cls(id=body.int("id", minimum=1, maximum=MAX_USER_ID))  # type: ignore[arg-type]
+        return cls(id=body.int("id", minimum=1, maximum=MAX_USER_ID))
 
 
 @dataclass(frozen=True, slots=True)

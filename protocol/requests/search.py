@@ -20,9 +20,9 @@ MAX_DIALOGS_PER_SEARCH = 100
 
 def _text(body: Fields) -> str:
     text = body.str("search", max_len=MAX_QUERY_LENGTH, strip=True)
-    if len(text) < MIN_QUERY_LENGTH:  # type: ignore[arg-type]
+    if len(text) < MIN_QUERY_LENGTH:
         raise Unprocessable(f"search: at least {MIN_QUERY_LENGTH} characters")
-    return text  # type: ignore[return-value]
+    return text
 
 
 def like_pattern(text: str) -> str:
@@ -56,7 +56,7 @@ class SearchInDialogs:
 
 def operation(body: Fields) -> str:
     raw = body.str("operation", max_len=32, strip=True)
-    found = _OPERATIONS_LOWER.get(raw.lower())  # type: ignore[union-attr]
+    found = _OPERATIONS_LOWER.get(raw.lower())
     if found is None:
         raise Unprocessable(f"operation: must be one of {', '.join(OPERATIONS)}")
     return found
