@@ -12,6 +12,7 @@ import secrets
 from typing import Any
 
 from protocol import events as ev
+from protocol.answers import DialogItem, MediaItem
 from protocol.requests import CHANGE_DIALOG, CREATE_DIALOG, GET_DIALOGS, GET_USERS_DIALOG, KICK_USER
 from protocol.requests.dialogs import (
     ChangeDialog,
@@ -20,7 +21,6 @@ from protocol.requests.dialogs import (
     GetDialogs,
     GetUsersDialog,
     KickUser,
-    format_date,
 )
 from protocol.status import Forbidden, NotFound, Unprocessable, ok
 from storage import dialogs as dialog_store
@@ -202,16 +202,16 @@ async def _check_kick(tx: Transaction, access: dialog_store.Access, user_id: int
 
 
 def dialog_out(item: dialog_store.DialogItem) -> dict[str, Any]:
-    return {
-        "hash": item.key,
-        "name": item.name,
-        "photo": item.photo_key or "",
-        "private": item.private,
-        "role": item.role,
-        "date": format_date(item.created_at),
-        "lastMessageAt": format_date(item.last_message_at),
-        "unread": item.unread,
-    }
+    return DialogItem(
+        key=item.key,
+        name=item.name,
+        photo=item.photo_key,
+        private=item.private,
+        role=item.role,
+        created_at=item.created_at,
+        last_message_at=item.last_message_at,
+        unread=item.unread,
+    ).to_wire()
 
 
 @route(GET_DIALOGS)
@@ -246,13 +246,13 @@ async def dialog_media(call: Call) -> dict[str, Any]:
     return ok(
         "Media listed",
         Media=[
-            {
-                "hash": item.key,
-                "extension": item.extension,
-                "size": item.size,
-                "msgKey": item.message_key,
-                "date": format_date(item.created_at),
-            }
+            MediaItem(
+                key=item.key,
+                extension=item.extension,
+                size=item.size,
+                message_key=item.message_key,
+                created_at=item.created_at,
+            ).to_wire()
             for item in items
         ],
     )
