@@ -2,15 +2,46 @@
 
 ``connect()`` opens a connection and returns a ``Client`` with one typed async
 method per request; errors are typed exceptions (see ``client_sdk.errors``).
+Answers come back as the protocol's own item types (``protocol.answers``,
+re-exported here) and ``client.events()`` yields ``Update(seq, event)`` with
+the typed events of ``protocol.events``.
 """
 
+from protocol.answers import DialogItem, MediaItem, MessageItem, SessionItem, UserItem
 from protocol.codecs import Codec
+from protocol.events import Event, Typing
 
+from .api.dialogs import DialogMembers
+from .api.media import MediaFile
+from .api.search import DialogSearch, MessageHit, PublicDialog
 from .client import Client, connect
 from .errors import *  # noqa: F403
 from .errors import __all__ as _errors
-from .events import Event, EventStream
+from .subscription import EventStream, Update
 from .transport import Push
 from .types import ClientBuild, Device, LoginResult
 
-__all__ = ["Client", "ClientBuild", "Codec", "Device", "Event", "EventStream", "LoginResult", "Push", "connect", *_errors]
+__all__ = [
+    "Client",
+    "ClientBuild",
+    "Codec",
+    "Device",
+    "DialogItem",
+    "DialogMembers",
+    "DialogSearch",
+    "Event",
+    "EventStream",
+    "LoginResult",
+    "MediaFile",
+    "MediaItem",
+    "MessageHit",
+    "MessageItem",
+    "PublicDialog",
+    "Push",
+    "SessionItem",
+    "Typing",
+    "Update",
+    "UserItem",
+    "connect",
+    *_errors,
+]

@@ -22,7 +22,7 @@ from protocol.status import error_for
 
 from .api import DevicesAPI, DialogsAPI, FriendsAPI, MediaAPI, MessagesAPI, ProfilesAPI, SearchAPI
 from .errors import ClientError, ConnectionClosed, NotLoggedIn, Unavailable
-from .events import EventStream
+from .subscription import EventStream
 from .transport import Push, Transport, open_transport
 from .types import ClientBuild, Device, LoginResult
 
@@ -124,9 +124,9 @@ class Client(ProfilesAPI, FriendsAPI, MediaAPI, DialogsAPI, MessagesAPI, SearchA
     # -- accounts --------------------------------------------------------------------
 
     def _logged_in(self, answer: dict[str, Any]) -> LoginResult:
-        self.token = answer["Tocken"]
-        self.user_id = int(answer["Id"])
-        return LoginResult(token=self.token, user_id=self.user_id)  # type: ignore[arg-type]
+        result = LoginResult(token=str(answer["Tocken"]), user_id=int(answer["Id"]))
+        self.token, self.user_id = result.token, result.user_id
+        return result
 
     async def register(self, login: str, email: str, password: str) -> LoginResult:
         """Create an account and open a session on this device."""
@@ -174,7 +174,8 @@ class Client(ProfilesAPI, FriendsAPI, MediaAPI, DialogsAPI, MessagesAPI, SearchA
 
     def events(self, after: int | None = None, *, reconnect: bool = True, max_backoff: float = 5.0) -> EventStream:
         """Live events from ``after`` (the last seq seen; None = from now), with
-        automatic reconnect and catch-up.  Iterate with ``async for``."""
+        automatic reconnect and catch-up.  Iterate with ``async for``: each item
+        is an ``Update(seq, event)`` with a typed ``protocol.events`` event."""
         return EventStream(self, after, reconnect=reconnect, max_backoff=max_backoff)
 
     async def next_push(self) -> Push:

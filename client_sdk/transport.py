@@ -13,7 +13,7 @@ import asyncio
 import itertools
 import ssl
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 from protocol.codecs import Codec, decode_body
 from protocol.frames import Decoder, Frame, FrameError, FrameKind, encode_ping, encode_pong, encode_request
@@ -42,9 +42,9 @@ class Transport(asyncio.Protocol):
     def __init__(self, push_queue_size: int = 10_000, on_close: Callable[[Exception | None], None] | None = None) -> None:
         self._decoder = Decoder(CLIENT_ACCEPTS, MAX_ANSWER)
         self._transport: asyncio.Transport | None = None
-        self._pending: dict[int, asyncio.Future] = {}
+        self._pending: dict[int, asyncio.Future[dict[str, Any]]] = {}
         self._ids = itertools.count(1)
-        self._closed: asyncio.Future | None = None
+        self._closed: asyncio.Future[None] | None = None
         self._close_exc: Exception | None = None
         self.pushes: asyncio.Queue[Push] = asyncio.Queue(push_queue_size)
         self.push_overflow = 0
@@ -53,7 +53,8 @@ class Transport(asyncio.Protocol):
     # -- asyncio.Protocol ----------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self._transport = transport  # type: ignore[assignment]
+        # create_connection() hands a stream transport (plain or TLS): an asyncio.Transport
+        self._transport = cast(asyncio.Transport, transport)
         self._closed = asyncio.get_running_loop().create_future()
 
     def data_received(self, data: bytes) -> None:
@@ -139,9 +140,9 @@ class Transport(asyncio.Protocol):
         return next(self._ids) & 0xFFFFFFFF or next(self._ids)
 
     async def _round_trip(self, request_id: int, data: bytes, timeout: float | None) -> dict[str, Any]:
-        future = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._pending[request_id] = future
-        future.add_done_callback(lambda _f, rid=request_id: self._pending.pop(rid, None))
+        future.add_done_callback(lambda _f: self._pending.pop(request_id, None))
         try:
             self._write(data)
         except BaseException:

@@ -26,8 +26,8 @@ if (CHECKOUT / "client_sdk" / "__init__.py").exists():  # run from a checkout: u
     sys.path.insert(0, str(CHECKOUT))
 
 import client_sdk  # noqa: E402
-from client_sdk import ClientError, SessiaError, Unauthorized  # noqa: E402
-from client_sdk.api.messages import Message  # noqa: E402
+from client_sdk import ClientError, DialogItem, MessageItem, SessiaError, Unauthorized  # noqa: E402
+from protocol.events import NewMessage  # noqa: E402
 
 HELP = """commands:
   /dialogs          list my dialogs          /open N      open dialog N of the list
@@ -44,7 +44,7 @@ def say(text: str) -> None:
 class Chat:
     def __init__(self, client: client_sdk.Client) -> None:
         self.client = client
-        self.listed: list[client_sdk.api.dialogs.DialogInfo] = []
+        self.listed: list[DialogItem] = []
         self.names: dict[str, str] = {}  # dialog key -> name
         self.nicks: dict[int, str] = {}
         self.open: str | None = None
@@ -59,21 +59,20 @@ class Chat:
                 self.nicks[user_id] = f"user {user_id}"
         return self.nicks[user_id]
 
-    async def show(self, msg: Message, dialog: str | None = None) -> None:
+    async def show(self, msg: MessageItem, dialog: str | None = None) -> None:
         where = f"[{self.names.get(dialog, 'new dialog')}] " if dialog and dialog != self.open else ""
-        say(f"{where}{msg.date.astimezone():%H:%M} {await self.nick(msg.author_id)}: {msg.content}")
+        say(f"{where}{msg.created_at.astimezone():%H:%M} {await self.nick(msg.author_id)}: {msg.content}")
 
     async def listen(self, stream: client_sdk.EventStream) -> None:
         """Print every new message from others as it arrives (the stream
         reconnects by itself; it ends only if the session was revoked)."""
         try:
-            async for event in stream:
-                if event.kind == "NewMessage":
-                    msg = Message.from_answer(event.data["Msg"])
-                    if msg.author_id != self.client.user_id:
-                        if event.data["PkDialog"] not in self.names:
-                            await self.refresh()
-                        await self.show(msg, event.data["PkDialog"])
+            async for update in stream:
+                event = update.event
+                if isinstance(event, NewMessage) and event.item.author_id != self.client.user_id:
+                    if event.dialog_key not in self.names:
+                        await self.refresh()
+                    await self.show(event.item, event.dialog_key)
         except (SessiaError, ClientError) as exc:
             say(f"live updates stopped: {exc}")
 

@@ -50,7 +50,7 @@ async def test_sessions_lists_each_device_login(user, connect):
     assert (other.client_name, other.client_version) == (TEST_CLIENT["nameclient"], str(TEST_CLIENT["version"]))
     now = datetime.now(UTC)
     for s in sessions:
-        assert now - timedelta(minutes=1) < s.created <= s.last_seen <= now + timedelta(seconds=5)
+        assert now - timedelta(minutes=1) < s.created_at <= s.last_seen_at <= now + timedelta(seconds=5)
     # Seen from the phone, the phone is the current one.
     assert [s.device_id for s in await phone.sessions() if s.current] == ["alice-phone"]
 
@@ -63,7 +63,7 @@ async def test_last_seen_follows_the_sessions_requests(user, connect):
     await phone.get_user(alice.user_id)
     after = {s.id: s for s in await alice.sessions()}
     (phone_id,) = [i for i, s in after.items() if s.device_id == phone.device.deviceid]
-    assert after[phone_id].last_seen > before[phone_id].last_seen
+    assert after[phone_id].last_seen_at > before[phone_id].last_seen_at
     # Most recently seen first: the listing request itself made alice's the newest.
     assert [s.current for s in await alice.sessions()] == [True, False]
 

@@ -14,6 +14,7 @@ import pytest
 
 import client_sdk
 from client_sdk import Gone
+from protocol.events import FriendAccepted, FriendRequest, NewMessage
 
 from .conftest import unique
 from .support import TEST_CLIENT, free_port
@@ -38,19 +39,17 @@ async def test_friend_request_and_acceptance_are_pushed(user):
     alice_events = await alice.events().start()
     await alice.send_friend_request(bob.user_id, "met at the conference")
     event = await next_event(bob_events)
-    assert event.kind == "FriendRequest"
-    assert event.data == {"From": alice.user_id, "To": bob.user_id}
+    assert event.event == FriendRequest(from_id=alice.user_id, to_id=bob.user_id)
     assert event.seq is not None and event.seq >= 1
     # Alice's own devices learn of the request she sent...
     sent = await next_event(alice_events)
-    assert (sent.kind, sent.data) == ("FriendRequest", {"From": alice.user_id, "To": bob.user_id})
+    assert sent.event == FriendRequest(from_id=alice.user_id, to_id=bob.user_id)
     await bob.accept_friend(alice.user_id)
     accepted = await next_event(alice_events)
-    assert accepted.kind == "FriendAccepted"
-    assert accepted.data == {"From": bob.user_id, "To": alice.user_id}
+    assert accepted.event == FriendAccepted(from_id=bob.user_id, to_id=alice.user_id)
     # Bob's own stream sees his acceptance too (his other devices must learn it).
     mine = await next_event(bob_events)
-    assert (mine.kind, mine.seq) == ("FriendAccepted", event.seq + 1)
+    assert (type(mine.event), mine.seq) == (FriendAccepted, event.seq + 1)
 
 
 async def test_every_device_of_the_user_receives_the_event(user, connect):
@@ -61,7 +60,7 @@ async def test_every_device_of_the_user_receives_the_event(user, connect):
     await alice.send_friend_request(bob.user_id)
     for stream in streams:
         event = await next_event(stream)
-        assert (event.kind, event.data["From"]) == ("FriendRequest", alice.user_id)
+        assert isinstance(event.event, FriendRequest) and event.event.from_id == alice.user_id
 
 
 async def test_catch_up_after_being_offline_is_exact_and_in_order(user, connect):
@@ -74,13 +73,13 @@ async def test_catch_up_after_being_offline_is_exact_and_in_order(user, connect)
     await later.login(bob.email, bob.password)
     stream = later.events(after=0)
     seen = [await next_event(stream) for _ in senders]
-    assert [e.data["From"] for e in seen] == [s.user_id for s in senders]
+    assert [e.event for e in seen] == [FriendRequest(s.user_id, bob.user_id) for s in senders]
     assert [e.seq for e in seen] == [1, 2, 3]
     # Resuming from seq 2 replays only seq 3.
     again = await connect()
     await again.login(bob.email, bob.password)
     resumed = await next_event(again.events(after=2))
-    assert (resumed.seq, resumed.data["From"]) == (3, senders[2].user_id)
+    assert (resumed.seq, resumed.event) == (3, FriendRequest(senders[2].user_id, bob.user_id))
 
 
 async def test_get_events_pages_the_log(user):
@@ -125,7 +124,7 @@ async def test_events_cross_nodes_and_survive_a_kill_of_the_node(start_server, n
         stream = bob.events(after=0)
         await alice.send_friend_request(bob.user_id)
         first = await next_event(stream)
-        assert (first.kind, first.data["From"]) == ("FriendRequest", alice.user_id)
+        assert first.event == FriendRequest(alice.user_id, bob.user_id)
 
         # kill -9 node B while Bob is connected to it; events keep happening on A.
         node_b.kill()
@@ -134,7 +133,7 @@ async def test_events_cross_nodes_and_survive_a_kill_of_the_node(start_server, n
             await other.send_friend_request(bob.user_id)
         node_b.start()  # same data dir, same port: the SDK reconnects by itself
         got = [await next_event(stream, timeout=30) for _ in others]
-        assert [e.data["From"] for e in got] == [o.user_id for o in others]
+        assert [e.event for e in got] == [FriendRequest(o.user_id, bob.user_id) for o in others]
         assert [e.seq for e in got] == [2, 3, 4]
         # ...and exactly once: nothing else is pending.
         with pytest.raises(TimeoutError):
@@ -237,9 +236,9 @@ async def test_pushes_and_history_agree_on_order_when_two_nodes_send_into_one_di
         await asyncio.gather(*(send(c, lane) for c in senders for lane in range(4)))
         pushed = []
         while len(pushed) < 4 * 4 * 15:
-            event = await next_event(stream)
-            if event.kind == "NewMessage":
-                pushed.append(event.data["Msg"]["infoMessage"]["msgKey"])
+            event = (await next_event(stream)).event
+            if isinstance(event, NewMessage):
+                pushed.append(event.item.key)
         history = []
         for skip in range(0, len(pushed), 100):
             history += [m.key for m in await reader.messages(dialog, take=100, skip=skip)]

@@ -21,6 +21,7 @@ import pytest
 import client_sdk
 from client_sdk.errors import ClientError
 from protocol.codecs import decode_body
+from protocol.events import NewMessage
 from protocol.frames import Frame, FrameKind, encode_request
 from protocol.status import SessiaError
 from storage.embedded import EmbeddedPostgres
@@ -203,7 +204,7 @@ async def test_event_stream_waits_out_a_database_outage(start_server, own_postgr
         await alice.change_dialog(dialog, add_members=[bob.user_id])
         stream = await alice.events(max_backoff=0.5).start()
         await bob.send_message(dialog, "before")
-        assert (await asyncio.wait_for(stream.__anext__(), 10)).kind == "NewMessage"
+        assert isinstance((await asyncio.wait_for(stream.__anext__(), 10)).event, NewMessage)
 
         await asyncio.to_thread(pg.stop, "immediate")
         alice.transport.close()  # the connection drops while the database is down
@@ -218,8 +219,8 @@ async def test_event_stream_waits_out_a_database_outage(start_server, own_postgr
             except SessiaError as exc:
                 assert exc.code == 503, exc
                 await asyncio.sleep(0.1)
-        event = await waiting
-        assert event.kind == "NewMessage" and event.data["Msg"]["infoMessage"]["content"] == "after"
+        event = (await waiting).event
+        assert isinstance(event, NewMessage) and event.item.content == "after"
         assert alice.token is not None
         for c in (alice, bob):
             await c.close()

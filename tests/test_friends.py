@@ -7,14 +7,13 @@ import asyncio
 
 import pytest
 
-from client_sdk import Codec, Conflict, Forbidden, NotFound, Unprocessable
-from client_sdk.api.friends import Contact
+from client_sdk import Codec, Conflict, Forbidden, NotFound, Unprocessable, UserItem
 
 CANNOT_REQUEST = "you cannot send a request to this user"
 NO_SUCH_USER = 2**62  # a valid id that no test database reaches
 
 
-def ids(contacts: list[Contact]) -> list[int]:
+def ids(contacts: list[UserItem]) -> list[int]:
     return [c.id for c in contacts]
 
 
@@ -45,15 +44,15 @@ async def test_request_then_accept_makes_friends(user):
     assert await alice.send_friend_request(bob.user_id, "met at the conference") == "requested"
 
     outgoing = await alice.outgoing_requests()
-    assert outgoing == [Contact(bob.user_id, bob.login_name, "", "met at the conference")]
+    assert outgoing == [UserItem(bob.user_id, bob.login_name, None, "met at the conference")]
     # The note is alice's own: bob sees who asked, not what alice wrote about him.
-    assert await bob.incoming_requests() == [Contact(alice.user_id, alice.login_name, "", "")]
+    assert await bob.incoming_requests() == [UserItem(alice.user_id, alice.login_name, None, "")]
     assert await lists_of(alice) == only(outgoing=[bob.user_id])
     assert await lists_of(bob) == only(incoming=[alice.user_id])
 
     await bob.accept_friend(alice.user_id, "alice from the conference")
-    assert await alice.friends() == [Contact(bob.user_id, bob.login_name, "", "met at the conference")]
-    assert await bob.friends() == [Contact(alice.user_id, alice.login_name, "", "alice from the conference")]
+    assert await alice.friends() == [UserItem(bob.user_id, bob.login_name, None, "met at the conference")]
+    assert await bob.friends() == [UserItem(alice.user_id, alice.login_name, None, "alice from the conference")]
     assert await lists_of(alice) == only(friends=[bob.user_id])
     assert await lists_of(bob) == only(friends=[alice.user_id])
 
@@ -64,8 +63,8 @@ async def test_asking_someone_who_asked_you_makes_friends(user):
     answer = await bob.call("RequestFrBl", {"operation": "append", "id": alice.user_id, "description": "b's note"})
     assert answer["Status"] == {"code": 200, "message": "Friend request accepted: you are now friends"}
     assert answer["State"] == "friend"
-    assert await alice.friends() == [Contact(bob.user_id, bob.login_name, "", "a's note")]
-    assert await bob.friends() == [Contact(alice.user_id, alice.login_name, "", "b's note")]
+    assert await alice.friends() == [UserItem(bob.user_id, bob.login_name, None, "a's note")]
+    assert await bob.friends() == [UserItem(alice.user_id, alice.login_name, None, "b's note")]
     assert await lists_of(alice) == only(friends=[bob.user_id])
 
 
@@ -120,7 +119,7 @@ async def test_lists_show_the_current_nickname_and_photo(user):
     await alice.send_friend_request(bob.user_id)
     photo = await alice.upload_media(b"\x89PNG\r\n\x1a\n" + b"0" * 32, "png")
     await alice.change_user(nickname="Alice Photo", image_key=photo)
-    assert await bob.incoming_requests() == [Contact(alice.user_id, "Alice Photo", photo, "")]
+    assert await bob.incoming_requests() == [UserItem(alice.user_id, "Alice Photo", photo, "")]
     # The photo key in a list is downloadable by anyone.
     assert (await bob.get_media(photo)).extension == "png"
 
@@ -242,7 +241,7 @@ async def test_block_drops_friendship_and_stops_requests(user):
         with pytest.raises(Forbidden, match=f"^{CANNOT_REQUEST}$"):
             await asker.send_friend_request(other.user_id)
     assert await lists_of(bob) == only()
-    assert await alice.blocked() == [Contact(bob.user_id, bob.login_name, "", "")]
+    assert await alice.blocked() == [UserItem(bob.user_id, bob.login_name, None, "")]
 
 
 @pytest.mark.parametrize("direction", ["mine", "theirs"])
@@ -320,7 +319,7 @@ async def test_lists_are_paged_in_a_stable_order(user):
     assert ids(await me.blocked(take=100)) == expected
     await me.unblock(others[0].user_id)
     await me.send_friend_request(others[0].user_id, "n")
-    assert await me.outgoing_requests(take=1) == [Contact(others[0].user_id, others[0].login_name, "", "n")]
+    assert await me.outgoing_requests(take=1) == [UserItem(others[0].user_id, others[0].login_name, None, "n")]
 
 
 async def test_default_page_is_50(user):

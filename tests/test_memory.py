@@ -18,6 +18,7 @@ from pathlib import Path
 
 from client_sdk.transport import CLIENT_ACCEPTS
 from protocol.codecs import decode_body
+from protocol.events import NewMessage
 from protocol.frames import Decoder, Frame, FrameKind, encode_request
 
 from .support import TEST_CLIENT, ServerProcess
@@ -189,7 +190,7 @@ async def test_a_subscriber_that_never_reads_is_told_and_closed_and_catches_up_l
         rest = [await asyncio.wait_for(stream.__anext__(), 10) for _ in range(count - len(seen))]
         assert [e.seq for e in rest] == list(range(last + 1, after + count + 1))
         contents = [e["Msg"]["infoMessage"]["content"] for e in seen] + [
-            e.data["Msg"]["infoMessage"]["content"] for e in rest
+            e.event.item.content for e in rest if isinstance(e.event, NewMessage)
         ]
         assert contents == texts
     finally:

@@ -41,7 +41,7 @@ async def test_a_conversation_between_three_users(user):
         (reply, bob.user_id, "Hello Alice, how are you?"),
         (greeting, alice.user_id, "Привет, Боб! Как дела?"),
     ]
-    assert history[0].date >= history[1].date
+    assert history[0].created_at >= history[1].created_at
     assert history[0].updated_at is None and history[0].deleted_at is None and history[0].media == ()
 
     # A group with photos in a chosen display order.
@@ -273,7 +273,7 @@ async def test_edit_rules(user):
     answer = await alice.call("SendMessage", send_body("edit", key, msgkey=msg, content="final"))
     assert answer["Status"] == {"code": 200, "message": "Message edited"} and answer["msgkey"] == msg
     m = await bob.message(key, msg)
-    assert m.content == "final" and m.updated_at is not None and m.updated_at >= m.date
+    assert m.content == "final" and m.updated_at is not None and m.updated_at >= m.created_at
 
     await alice.delete_message(key, msg)
     await refused(410, alice.edit_message(key, msg, "resurrect"), "the message was deleted")
@@ -354,9 +354,9 @@ async def test_paging_and_catch_up(user):
     # Catch-up: what was created or edited after the last message bob saw, oldest first.
     seen = await bob.message(key, sent[3])
     await alice.edit_message(key, sent[1], "message 1, edited")
-    later = [m.key for m in await bob.messages(key, date=seen.date)]
+    later = [m.key for m in await bob.messages(key, date=seen.created_at)]
     assert later == [sent[1], sent[4], sent[5], sent[6]]
-    assert [m.key for m in await bob.messages(key, date=seen.date, take=2, skip=1)] == [sent[4], sent[5]]
+    assert [m.key for m in await bob.messages(key, date=seen.created_at, take=2, skip=1)] == [sent[4], sent[5]]
 
 
 @pytest.mark.parametrize("codec", [Codec.MSGPACK, Codec.JSON], ids=["msgpack", "json"])

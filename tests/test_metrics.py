@@ -10,6 +10,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from client_sdk.errors import Unauthorized, Unavailable
+from protocol.events import FriendRequest
 from server.metrics import BUCKETS, Timings, _histogram
 
 from .support import ServerProcess, free_port
@@ -98,8 +99,8 @@ async def test_push_metrics(metered: ServerProcess, user) -> None:
     _, before = await scrape(metered)
     assert value(before, "sessia_push_subscriptions") >= 1
     await bob.send_friend_request(alice.user_id)
-    event = await asyncio.wait_for(anext(stream), 10)
-    assert event.kind
+    update = await asyncio.wait_for(anext(stream), 10)
+    assert update.event == FriendRequest(from_id=bob.user_id, to_id=alice.user_id)
     _, after = await scrape(metered)
     assert value(after, "sessia_push_events_total") - value(before, "sessia_push_events_total") >= 1
 

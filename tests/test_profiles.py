@@ -4,8 +4,17 @@ from __future__ import annotations
 
 import pytest
 
-from client_sdk import BadRequest, Codec, Conflict, Forbidden, NotFound, Unauthorized, Unavailable, Unprocessable
-from client_sdk.api.profiles import UserProfile
+from client_sdk import (
+    BadRequest,
+    Codec,
+    Conflict,
+    Forbidden,
+    NotFound,
+    Unauthorized,
+    Unavailable,
+    Unprocessable,
+    UserItem,
+)
 
 from .conftest import unique
 from .support import code_from, free_port
@@ -18,7 +27,7 @@ PNG = b"\x89PNG\r\n\x1a\n" + bytes(32)
 async def test_get_user_answers_the_public_profile(user):
     alice = await user()
     bob = await user()
-    assert await bob.get_user(alice.user_id) == UserProfile(id=alice.user_id, nickname=alice.login_name, photo="")
+    assert await bob.get_user(alice.user_id) == UserItem(id=alice.user_id, nickname=alice.login_name, photo=None)
     # Exactly the original's fields: no email, no login.
     answer = await bob.call("GetUser", {"id": str(alice.user_id)})
     assert answer == {
@@ -185,7 +194,7 @@ async def test_everything_at_once(user, connect, smtp):
         "profile photo changed",
         "confirmation code sent to the new email",
     ]
-    assert await alice.get_user(alice.user_id) == UserProfile(alice.user_id, "All New", key)
+    assert await alice.get_user(alice.user_id) == UserItem(alice.user_id, "All New", key)
     await alice.confirm_email(code_from(await smtp.wait_for(new, after=before)))
     assert (await (await connect()).login(new, NEW_PASSWORD)).user_id == alice.user_id
 

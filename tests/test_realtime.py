@@ -9,7 +9,19 @@ import struct
 
 import pytest
 
-from client_sdk import NotFound
+from client_sdk import NotFound, Update
+from protocol.events import (
+    DialogChanged,
+    DialogCreated,
+    MemberKicked,
+    MembersAdded,
+    MessageDeleted,
+    MessageEdited,
+    MessageHidden,
+    MessagesRead,
+    NewMessage,
+    Typing,
+)
 from protocol.frames import HEADER, encode_request
 
 from .support import TEST_CLIENT
@@ -19,12 +31,12 @@ async def next_event(stream, timeout: float = 10.0):
     return await asyncio.wait_for(stream.__anext__(), timeout)
 
 
-async def events_until(stream, kind: str, timeout: float = 10.0):
+async def events_until(stream, kind: type, timeout: float = 10.0):
     """Skip earlier events (e.g. DialogCreated) up to the first of ``kind``."""
     while True:
-        event = await next_event(stream, timeout)
-        if event.kind == kind:
-            return event
+        update = await next_event(stream, timeout)
+        if isinstance(update.event, kind):
+            return update.event
 
 
 async def test_new_message_reaches_members_and_senders_other_devices_only(user, connect):
@@ -38,14 +50,12 @@ async def test_new_message_reaches_members_and_senders_other_devices_only(user, 
 
     msgkey = await alice.send_message(key, "Привет, Bob!")
     for stream in (bob_events, laptop_events):
-        event = await next_event(stream)
-        assert event.kind == "NewMessage"
-        assert event.data["PkDialog"] == key
-        info = event.data["Msg"]["infoMessage"]
-        assert (info["msgKey"], info["idUser"], info["content"]) == (msgkey, alice.user_id, "Привет, Bob!")
+        event = (await next_event(stream)).event
+        assert isinstance(event, NewMessage)
+        assert event.dialog_key == key
+        assert (event.item.key, event.item.author_id, event.item.content) == (msgkey, alice.user_id, "Привет, Bob!")
     # The pushed message is exactly what history returns.
-    stored = await bob.call("GetMessages", {"pkDialog": key, "msgkey": msgkey})
-    assert event.data["Msg"]["infoMessage"]["date"] == stored["Msg"][0]["infoMessage"]["date"]
+    assert event.item == await bob.message(key, msgkey)
     with pytest.raises(TimeoutError):
         await next_event(stranger_events, timeout=0.5)
 
@@ -58,20 +68,20 @@ async def test_edit_delete_and_hide_are_pushed_to_the_right_people(user):
     alice_events = await alice.events().start()
 
     await alice.edit_message(key, msgkey, "typo here")
-    edited = await next_event(bob_events)
-    assert edited.kind == "MessageEdited"
-    assert edited.data["Msg"]["infoMessage"]["content"] == "typo here"
-    assert edited.data["Msg"]["infoMessage"]["updateAt"] != ""
+    edited = (await next_event(bob_events)).event
+    assert isinstance(edited, MessageEdited) and edited.dialog_key == key
+    assert edited.item.content == "typo here"
+    assert edited.item.updated_at is not None
 
     await bob.hide_message(key, msgkey)  # only Bob's own devices hear of it
     hidden = await next_event(bob_events)
-    assert (hidden.kind, hidden.data) == ("MessageHidden", {"PkDialog": key, "msgKey": msgkey})
+    assert hidden.event == MessageHidden(key, msgkey)
 
     await alice.delete_message(key, msgkey)
-    seen_by_alice = [e.kind for e in [await next_event(alice_events), await next_event(alice_events)]]
-    assert seen_by_alice == ["MessageEdited", "MessageDeleted"]
-    deleted = await next_event(bob_events)
-    assert deleted.kind == "MessageDeleted" and deleted.data["msgKey"] == msgkey and deleted.data["deleteAt"]
+    seen_by_alice = [type(u.event) for u in [await next_event(alice_events), await next_event(alice_events)]]
+    assert seen_by_alice == [MessageEdited, MessageDeleted]
+    deleted = (await next_event(bob_events)).event
+    assert isinstance(deleted, MessageDeleted) and deleted.key == msgkey and deleted.deleted_at is not None
 
 
 async def test_dialog_lifecycle_events_and_a_kicked_member_hears_no_more(user):
@@ -80,24 +90,22 @@ async def test_dialog_lifecycle_events_and_a_kicked_member_hears_no_more(user):
     carol_events = await carol.events().start()
     key = await owner.create_dialog("club", private=True, members=[bob.user_id])
     created = await next_event(bob_events)
-    assert created.kind == "DialogCreated"
-    assert created.data == {"PkDialog": key, "name": "club", "photo": "", "private": True, "Owner": owner.user_id}
+    assert created.event == DialogCreated(key, name="club", photo=None, private=True, owner=owner.user_id)
 
     await owner.change_dialog(key, name="book club", add_members=[carol.user_id])
-    changed = await next_event(bob_events)
-    assert (changed.kind, changed.data["name"]) == ("DialogChanged", "book club")
+    changed = (await next_event(bob_events)).event
+    assert isinstance(changed, DialogChanged) and changed.name == "book club"
     added = await next_event(bob_events)
-    assert (added.kind, added.data["Ids"]) == ("MembersAdded", [carol.user_id])
-    assert (await next_event(carol_events)).kind == "DialogChanged"
+    assert added.event == MembersAdded(key, (carol.user_id,))
+    assert isinstance((await next_event(carol_events)).event, DialogChanged)
 
     await owner.kick(key, bob.user_id)
     kicked = await next_event(bob_events)
-    assert kicked.kind == "MemberKicked"
-    assert kicked.data == {"PkDialog": key, "Id": bob.user_id, "By": owner.user_id}
-    await events_until(carol_events, "MemberKicked")
+    assert kicked.event == MemberKicked(key, removed=bob.user_id, by=owner.user_id)
+    await events_until(carol_events, MemberKicked)
 
     await owner.send_message(key, "after Bob left")
-    assert (await next_event(carol_events)).kind == "NewMessage"
+    assert isinstance((await next_event(carol_events)).event, NewMessage)
     with pytest.raises(TimeoutError):
         await next_event(bob_events, timeout=0.5)
 
@@ -113,7 +121,7 @@ async def test_read_receipts_unread_counts_and_read_flags(user):
     alice_events = await alice.events().start()
     await bob.mark_read(key, keys[1])
     receipt = await next_event(alice_events)
-    assert (receipt.kind, receipt.data) == ("MessagesRead", {"PkDialog": key, "Id": bob.user_id, "msgKey": keys[1]})
+    assert receipt.event == MessagesRead(key, reader=bob.user_id, key=keys[1])
     (bob_view,) = [d for d in await bob.dialogs() if d.key == key]
     assert bob_view.unread == 1
     # Newest first: Alice sees her first two messages read by Bob, Bob sees what he read.
@@ -133,7 +141,7 @@ async def test_typing_is_pushed_to_connected_members_but_not_stored(user):
     bob_events = await bob.events().start()
     await alice.typing(key)
     typing = await next_event(bob_events)
-    assert (typing.kind, typing.seq, typing.data) == ("Typing", None, {"PkDialog": key, "Id": alice.user_id})
+    assert typing == Update(None, Typing(key, alice.user_id))
     log = await bob.request("GetEvents", {"after": 0, "take": 100})
     assert "Typing" not in [e["Kind"] for e in log["Events"]]
 

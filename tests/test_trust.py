@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 import client_sdk
+from protocol.events import MemberKicked, NewMessage
 
 from .support import TEST_CLIENT, code_from
 
@@ -255,7 +256,7 @@ async def test_a_removed_member_reads_nothing_of_the_dialog_in_the_log(user, con
     fresh = await same_session(connect, bob)
     stream = await fresh.events(after=0).start()
     first = await asyncio.wait_for(stream.__anext__(), 5)
-    assert (first.kind, first.data.get("PkDialog")) == ("MemberKicked", key)
+    assert isinstance(first.event, MemberKicked) and first.event.dialog_key == key
     await no_push(fresh, 0.5)
     # Whoever leaves on their own loses it the same way.
     carol = await user()
@@ -285,8 +286,8 @@ async def test_a_message_deleted_for_everyone_leaves_no_text_in_any_log(user, co
     fresh = await same_session(connect, bob)
     stream = await fresh.events(after=0).start()
     replayed = [await asyncio.wait_for(stream.__anext__(), 5) for _ in range(4)]
-    assert "1234" not in str([e.data for e in replayed])
-    assert keep in str([e.data for e in replayed])
+    assert "1234" not in str([e.event for e in replayed])
+    assert keep in str([e.event for e in replayed])
 
 
 async def test_an_edited_message_shows_only_its_latest_text_in_the_log(user):
@@ -328,15 +329,15 @@ async def test_a_message_racing_the_kick_never_reaches_the_kicked(user, connect)
             stop.set()
 
         await asyncio.gather(kick(alice, key, bob.user_id, stop), *(send(c, key, stop) for c in senders))
-        seen: list[str] = []
+        seen: list[type] = []
         while True:
             try:
-                event = await asyncio.wait_for(stream.__anext__(), 1.0)
+                update = await asyncio.wait_for(stream.__anext__(), 1.0)
             except TimeoutError:
                 break
-            seen.append(event.kind)
-        assert "MemberKicked" in seen
-        assert "NewMessage" not in seen[seen.index("MemberKicked"):], seen[seen.index("MemberKicked"):]
+            seen.append(type(update.event))
+        assert MemberKicked in seen
+        assert NewMessage not in seen[seen.index(MemberKicked):], seen[seen.index(MemberKicked):]
         log = [e["Kind"] for e in await events_of(bob)]
         assert "NewMessage" not in log  # removed: none of the dialog's messages stay readable
 

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 
 import client_sdk
 from client_sdk.errors import ClientError, SessiaError, Unauthorized, Unavailable
-from protocol.events import NEW_MESSAGE
+from protocol.events import NewMessage
 
 PASSWORD = "chaos run password"
 CLIENT = {"nameclient": "sessia-chaos", "hashcert": "c4a05c4a05c4a05c4a05c4a05c4a05c4", "version": 1}
@@ -159,10 +159,9 @@ class Receiver:
         stream = self._stream
         while time.monotonic() < until:
             try:
-                async for event in stream:
-                    if event.kind == NEW_MESSAGE and event.seq is not None:
-                        info = (event.data.get("Msg") or {}).get("infoMessage") or {}
-                        self.events.append(Received(event.seq, str(event.data.get("PkDialog")), str(info.get("msgKey"))))
+                async for update in stream:
+                    if isinstance(update.event, NewMessage) and update.seq is not None:
+                        self.events.append(Received(update.seq, update.event.dialog_key, update.event.item.key))
                 return
             except (*TRANSIENT, SessiaError) as exc:
                 # The stream should ride out every fault of the run by itself:

@@ -2,59 +2,21 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime
-from typing import TYPE_CHECKING, Any
-
+from protocol.answers import SessionItem
 from protocol.requests.devices import GET_SESSIONS, RESET_PASSWORD, REVOKE_SESSION
 
-from .dialogs import parse_date
+from .base import ClientBase
 
 
-@dataclass(frozen=True, slots=True)
-class DeviceSession:
-    """One of my live sessions (a device login).  ``last_seen`` is when the
-    session last made a request, as the server recorded it (see
-    docs/api/devices.md); ``current`` marks the session of this client."""
+class DevicesAPI(ClientBase):
+    """Mixed into ``client_sdk.Client``."""
 
-    id: int
-    device_id: str
-    os: str
-    hostname: str
-    client_name: str
-    client_version: str
-    created: datetime
-    last_seen: datetime
-    current: bool
-
-    @classmethod
-    def from_answer(cls, item: dict[str, Any]) -> DeviceSession:
-        return cls(
-            id=int(item["Id"]),
-            device_id=str(item["DeviceId"]),
-            os=str(item["Os"]),
-            hostname=str(item["Hostname"]),
-            client_name=str(item["ClientName"]),
-            client_version=str(item["ClientVersion"]),
-            created=parse_date(item["Created"]),  # type: ignore[arg-type]
-            last_seen=parse_date(item["LastSeen"]),  # type: ignore[arg-type]
-            current=bool(item["Current"]),
-        )
-
-
-class DevicesAPI:
-    """Mixed into ``client_sdk.Client``; uses its ``request()``."""
-
-    if TYPE_CHECKING:
-
-        async def request(self, name: str, body: dict[str, Any], *, needs_session: bool = True) -> dict[str, Any]: ...
-
-        def _login_sessia(self) -> dict[str, Any]: ...
-
-    async def sessions(self, take: int = 50, skip: int = 0) -> list[DeviceSession]:
-        """My live sessions, most recently seen first."""
+    async def sessions(self, take: int = 50, skip: int = 0) -> list[SessionItem]:
+        """My live sessions (device logins), most recently seen first.
+        ``last_seen_at`` is when the session last made a request, as the server
+        recorded it (see docs/api/devices.md); ``current`` marks this client's."""
         answer = await self.request(GET_SESSIONS, {"take": take, "skip": skip})
-        return [DeviceSession.from_answer(item) for item in answer["Sessions"]]
+        return [SessionItem.from_wire(item) for item in answer["Sessions"]]
 
     async def revoke_session(self, session_id: int) -> None:
         """Log out one of my sessions (``NotFound`` if it is not mine or not

@@ -2,48 +2,29 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 from protocol import requests as R
+from protocol.answers import UserItem
 from protocol.requests import friends as ops
 
-
-@dataclass(frozen=True, slots=True)
-class Contact:
-    """One entry of a friends, requests or block list.  ``photo`` is a media
-    key ("" for none); ``note`` is the caller's own private note ("" for
-    incoming requests and blocks)."""
-
-    id: int
-    nickname: str
-    photo: str
-    note: str
-
-    @classmethod
-    def from_answer(cls, entry: dict[str, Any]) -> Contact:
-        return cls(
-            id=int(entry["Id"]),
-            nickname=str(entry.get("Nickname") or ""),
-            photo=str(entry.get("Photo") or ""),
-            note=str(entry.get("Note") or ""),
-        )
+from .base import ClientBase
 
 
-class FriendsAPI:
-    """Mixed into ``client_sdk.Client``; uses its ``request()``."""
+class FriendsAPI(ClientBase):
+    """Mixed into ``client_sdk.Client``.  The lists are ``protocol.answers.UserItem``s:
+    ``photo`` a media key (None for none), ``note`` the caller's own private
+    note on that user (``""`` for incoming requests and blocks)."""
 
     async def _friends_op(self, operation: str, user_id: int, note: str | None = None) -> dict[str, Any]:
         body: dict[str, Any] = {"operation": operation, "id": user_id}
         if note is not None:
             body["description"] = note
-        return await self.request(R.REQUEST_FR_BL, body)  # type: ignore[attr-defined]
+        return await self.request(R.REQUEST_FR_BL, body)
 
-    async def _friends_list(self, operation: str, take: int, skip: int) -> list[Contact]:
-        answer = await self.request(  # type: ignore[attr-defined]
-            R.REQUEST_FR_BL, {"operation": operation, "take": take, "skip": skip}
-        )
-        return [Contact.from_answer(entry) for entry in answer.get("Users") or []]
+    async def _friends_list(self, operation: str, take: int, skip: int) -> list[UserItem]:
+        answer = await self.request(R.REQUEST_FR_BL, {"operation": operation, "take": take, "skip": skip})
+        return [UserItem.from_wire(entry) for entry in answer.get("Users") or []]
 
     async def send_friend_request(self, user_id: int, note: str = "") -> str:
         """Ask ``user_id`` to be friends, with a private note on them.  Returns
@@ -67,15 +48,15 @@ class FriendsAPI:
         """Change your private note on a friend or on your pending request to them."""
         await self._friends_op(ops.UPDATE, user_id, note)
 
-    async def friends(self, take: int = 50, skip: int = 0) -> list[Contact]:
+    async def friends(self, take: int = 50, skip: int = 0) -> list[UserItem]:
         """Your friends, oldest friendship first."""
         return await self._friends_list(ops.GET_FRIEND, take, skip)
 
-    async def incoming_requests(self, take: int = 50, skip: int = 0) -> list[Contact]:
+    async def incoming_requests(self, take: int = 50, skip: int = 0) -> list[UserItem]:
         """Users waiting for your answer, oldest request first."""
         return await self._friends_list(ops.GET_INCOMING, take, skip)
 
-    async def outgoing_requests(self, take: int = 50, skip: int = 0) -> list[Contact]:
+    async def outgoing_requests(self, take: int = 50, skip: int = 0) -> list[UserItem]:
         """Users you asked who have not answered, oldest request first."""
         return await self._friends_list(ops.GET_OUTCOMING, take, skip)
 
@@ -86,6 +67,6 @@ class FriendsAPI:
     async def unblock(self, user_id: int) -> None:
         await self._friends_op(ops.DEL_BLOCK, user_id)
 
-    async def blocked(self, take: int = 50, skip: int = 0) -> list[Contact]:
+    async def blocked(self, take: int = 50, skip: int = 0) -> list[UserItem]:
         """Users you blocked, oldest block first."""
         return await self._friends_list(ops.LIST_BLOCKS, take, skip)

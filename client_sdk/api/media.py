@@ -9,6 +9,8 @@ from typing import Any
 from protocol import requests as R
 from protocol.codecs import Codec
 
+from .base import ClientBase
+
 
 @dataclass(frozen=True, slots=True)
 class MediaFile:
@@ -19,25 +21,23 @@ class MediaFile:
     key: str
 
 
-class MediaAPI:
-    """Mixed into ``client_sdk.Client``; uses its ``request()`` and ``codec``."""
+class MediaAPI(ClientBase):
+    """Mixed into ``client_sdk.Client``; the wire form of bytes depends on its ``codec``."""
 
     def _wire_bytes(self, data: bytes) -> bytes | str:
         """msgpack carries bytes as they are; JSON has no bytes, so base64."""
-        if self.codec == Codec.JSON:  # type: ignore[attr-defined]
+        if self.codec == Codec.JSON:
             return base64.b64encode(data).decode("ascii")
         return bytes(data)
 
     async def upload_media(self, data: bytes, extension: str) -> str:
         """Upload a file; returns its key (for a profile photo, a message, a dialog photo)."""
-        answer = await self.request(  # type: ignore[attr-defined]
-            R.MEDIA, {"extension": extension, "bytes": self._wire_bytes(data)}
-        )
+        answer = await self.request(R.MEDIA, {"extension": extension, "bytes": self._wire_bytes(data)})
         return str(answer["Key"])
 
     async def get_media(self, key: str) -> MediaFile:
         """Download the file ``key``.  ``NotFound`` if it does not exist or is not yours to see."""
-        answer = await self.request(R.GET_MEDIA, {"hash": key})  # type: ignore[attr-defined]
+        answer = await self.request(R.GET_MEDIA, {"hash": key})
         return MediaFile(data=_answer_bytes(answer["BytesBase64"]), extension=str(answer["Extension"]), key=str(answer["Hash"]))
 
 

@@ -3,62 +3,25 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from protocol import requests as R
+from protocol.answers import MessageItem
 
-from .dialogs import date_arg, parse_date
-
-
-@dataclass(frozen=True, slots=True)
-class Message:
-    """One message of ``GetMessages``/``GetDelMessages``.  ``media`` are media
-    keys in display order; a tombstone has ``deleted_at`` set and no content."""
-
-    key: str
-    author_id: int | None
-    date: datetime
-    content: str
-    updated_at: datetime | None
-    deleted_at: datetime | None
-    forwarded_key: str | None
-    important: bool
-    media: tuple[str, ...]
-    order: tuple[int, ...]
-    read: bool = False
-
-    @classmethod
-    def from_answer(cls, item: dict[str, Any]) -> Message:
-        info = item["infoMessage"]
-        return cls(
-            key=info["msgKey"],
-            author_id=info["idUser"],
-            date=parse_date(info["date"]),  # type: ignore[arg-type]
-            content=info["content"],
-            updated_at=parse_date(info["updateAt"]),
-            deleted_at=parse_date(info["deleteAt"]),
-            forwarded_key=info["forwardedKey"] or None,
-            important=bool(info["important"]),
-            media=tuple(item["hash"] or ()),
-            order=tuple(item["order"] or ()),
-            read=info.get("read") is True,
-        )
+from .base import ClientBase, date_arg
 
 
-class MessagesAPI:
-    """Mixed into ``client_sdk.Client``; uses its ``request()``."""
-
-    if TYPE_CHECKING:
-
-        async def request(self, name: str, body: dict[str, Any], *, needs_session: bool = True) -> dict[str, Any]: ...
+class MessagesAPI(ClientBase):
+    """Mixed into ``client_sdk.Client``.  Messages come back as
+    ``protocol.answers.MessageItem``: ``media`` are media keys in display
+    order; a tombstone has ``deleted_at`` set and no content."""
 
     async def _send(self, operation: str, info: dict[str, Any], **message: Any) -> str:
         answer = await self.request(
             R.SEND_MESSAGE, {"operation": operation, "message": {"infoMessage": info, **message}}
         )
-        return answer["msgkey"]
+        return str(answer["msgkey"])
 
     async def send_message(
         self,
@@ -109,21 +72,21 @@ class MessagesAPI:
         """Delete for me only (the original's ``deleteOnlyMe``)."""
         await self._send("deleteOnlyMe", {"pkDialog": key, "msgkey": msgkey})
 
-    async def messages(self, key: str, date: str | datetime = "-1", take: int = 50, skip: int = 0) -> list[Message]:
+    async def messages(self, key: str, date: str | datetime = "-1", take: int = 50, skip: int = 0) -> list[MessageItem]:
         """``date="-1"``: the newest page, newest first.  A datetime: messages
         created or edited after it, oldest first."""
         answer = await self.request(R.GET_MESSAGES, {"pkDialog": key, "date": date_arg(date), "take": take, "skip": skip})
-        return [Message.from_answer(item) for item in answer["Msg"]]
+        return [MessageItem.from_wire(item) for item in answer["Msg"]]
 
-    async def message(self, key: str, msgkey: str) -> Message:
+    async def message(self, key: str, msgkey: str) -> MessageItem:
         answer = await self.request(R.GET_MESSAGES, {"pkDialog": key, "msgkey": msgkey})
-        return Message.from_answer(answer["Msg"][0])
+        return MessageItem.from_wire(answer["Msg"][0])
 
     async def deleted_messages(
         self, key: str, date: str | datetime = "-1", take: int = 50, skip: int = 0
-    ) -> list[Message]:
+    ) -> list[MessageItem]:
         """Tombstones of messages deleted for everyone (same paging as ``messages``)."""
         answer = await self.request(
             R.GET_DEL_MESSAGES, {"pkDialog": key, "date": date_arg(date), "take": take, "skip": skip}
         )
-        return [Message.from_answer(item) for item in answer["Msg"]]
+        return [MessageItem.from_wire(item) for item in answer["Msg"]]

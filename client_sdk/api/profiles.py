@@ -2,39 +2,34 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 from protocol import requests as R
+from protocol.answers import UserItem
+
+from .base import ClientBase
 
 
-@dataclass(frozen=True, slots=True)
-class UserProfile:
-    """A user's public profile.  ``photo`` is a media key ("" when none is set)."""
-
-    id: int
-    nickname: str
-    photo: str
-
-
-class ProfilesAPI:
-    """Mixed into ``client_sdk.Client``; uses its ``request()``."""
+class ProfilesAPI(ClientBase):
+    """Mixed into ``client_sdk.Client``."""
 
     async def request_email_code(self, email: str) -> None:
         """Mail a confirmation code to ``email`` (the account's address or a new
         one).  ``TooManyRequests`` carries ``extra["RetryAfter"]`` (seconds) when a
         code was sent too recently; ``Unavailable`` means the mail could not be
         sent and a retry is welcome."""
-        await self.request(R.EMAIL, {"email": email})  # type: ignore[attr-defined]
+        await self.request(R.EMAIL, {"email": email})
 
     async def confirm_email(self, code: str) -> None:
         """Confirm the address the pending code was sent to; it becomes the
         account's email."""
-        await self.request(R.EMAIL, {"code": code})  # type: ignore[attr-defined]
+        await self.request(R.EMAIL, {"code": code})
 
-    async def get_user(self, user_id: int) -> UserProfile:
-        answer = await self.request(R.GET_USER, {"id": user_id})  # type: ignore[attr-defined]
-        return UserProfile(id=int(answer["Id"]), nickname=str(answer["Nickname"]), photo=str(answer["Photo"] or ""))
+    async def get_user(self, user_id: int) -> UserItem:
+        """A user's public profile: ``id``, ``nickname``, ``photo`` (a media key,
+        None when none is set); ``note`` is None here."""
+        answer = await self.request(R.GET_USER, {"id": user_id})
+        return UserItem.from_wire(answer)
 
     async def change_user(
         self,
@@ -60,5 +55,5 @@ class ProfilesAPI:
         ):
             if value is not None:
                 body[name] = value
-        answer = await self.request(R.CHANGE_USER, body)  # type: ignore[attr-defined]
+        answer = await self.request(R.CHANGE_USER, body)
         return [str(m) for m in answer.get("Messages", [])]

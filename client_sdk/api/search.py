@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
 
 from protocol import requests as R
+
+from .base import ClientBase
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,12 +36,8 @@ class MessageHit:
     dialog: str
 
 
-class SearchAPI:
-    """Mixed into ``client_sdk.Client``; uses its ``request()``."""
-
-    if TYPE_CHECKING:
-
-        async def request(self, name: str, body: dict[str, Any], *, needs_session: bool = True) -> dict[str, Any]: ...
+class SearchAPI(ClientBase):
+    """Mixed into ``client_sdk.Client``."""
 
     async def search_dialogs(self, text: str, take: int = 50, skip: int = 0) -> DialogSearch:
         answer = await self.request(

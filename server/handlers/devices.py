@@ -21,6 +21,7 @@ import logging
 from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any
 
+from protocol.answers import SessionItem
 from protocol.requests.devices import (
     GET_SESSIONS,
     RESET_PASSWORD,
@@ -29,7 +30,6 @@ from protocol.requests.devices import (
     ResetPassword,
     RevokeSession,
 )
-from protocol.requests.dialogs import format_date
 from protocol.status import NotFound, SessiaError, Unavailable, Unprocessable, ok
 from storage import email_codes, users
 from storage import sessions as session_store
@@ -68,17 +68,17 @@ async def get_sessions(call: Call) -> dict[str, Any]:
 
 
 def session_item(row: session_store.DeviceSession, current_id: int) -> dict[str, Any]:
-    return {
-        "Id": row.id,
-        "DeviceId": row.device_id,
-        "Os": row.device_os,
-        "Hostname": row.device_hostname,
-        "ClientName": row.client_name,
-        "ClientVersion": row.client_version,
-        "Created": format_date(row.created_at),
-        "LastSeen": format_date(row.last_seen_at),
-        "Current": row.id == current_id,
-    }
+    return SessionItem(
+        id=row.id,
+        device_id=row.device_id,
+        os=row.device_os,
+        hostname=row.device_hostname,
+        client_name=row.client_name,
+        client_version=row.client_version,
+        created_at=row.created_at,
+        last_seen_at=row.last_seen_at,
+        current=row.id == current_id,
+    ).to_wire()
 
 
 @route(REVOKE_SESSION)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import secrets
 from typing import Any
 
+from protocol.answers import DialogItem, MediaItem
 from protocol.events import DialogChanged, DialogCreated, MemberKicked, MembersAdded
 from protocol.requests import CHANGE_DIALOG, CREATE_DIALOG, GET_DIALOGS, GET_USERS_DIALOG, KICK_USER
 from protocol.requests.dialogs import (
@@ -20,7 +21,6 @@ from protocol.requests.dialogs import (
     GetDialogs,
     GetUsersDialog,
     KickUser,
-    format_date,
 )
 from protocol.status import Forbidden, NotFound, Unprocessable, ok
 from storage import dialogs as dialog_store
@@ -186,16 +186,16 @@ async def _check_kick(tx: Transaction, access: dialog_store.Access, user_id: int
 
 
 def dialog_out(item: dialog_store.DialogItem) -> dict[str, Any]:
-    return {
-        "hash": item.key,
-        "name": item.name,
-        "photo": item.photo_key or "",
-        "private": item.private,
-        "role": item.role,
-        "date": format_date(item.created_at),
-        "lastMessageAt": format_date(item.last_message_at),
-        "unread": item.unread,
-    }
+    return DialogItem(
+        key=item.key,
+        name=item.name,
+        photo=item.photo_key,
+        private=item.private,
+        role=item.role,
+        created_at=item.created_at,
+        last_message_at=item.last_message_at,
+        unread=item.unread,
+    ).to_wire()
 
 
 @route(GET_DIALOGS)
@@ -230,13 +230,13 @@ async def dialog_media(call: Call) -> dict[str, Any]:
     return ok(
         "Media listed",
         Media=[
-            {
-                "hash": item.key,
-                "extension": item.extension,
-                "size": item.size,
-                "msgKey": item.message_key,
-                "date": format_date(item.created_at),
-            }
+            MediaItem(
+                key=item.key,
+                extension=item.extension,
+                size=item.size,
+                message_key=item.message_key,
+                created_at=item.created_at,
+            ).to_wire()
             for item in items
         ],
     )

@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from protocol import events as ev
+from protocol.answers import UserItem
 from protocol.requests import REQUEST_FR_BL
 from protocol.requests import friends as ops
 from protocol.requests.friends import ListOperation, UserOperation, parse_operation
@@ -43,7 +44,7 @@ async def request_fr_bl(call: Call) -> dict[str, Any]:
 
 
 def _user_entry(contact: friends.Contact) -> dict[str, Any]:
-    return {"Id": contact.id, "Nickname": contact.nickname, "Photo": contact.photo_key or "", "Note": contact.note}
+    return UserItem(id=contact.id, nickname=contact.nickname, photo=contact.photo_key, note=contact.note).to_wire()
 
 
 async def append(call: Call, req: UserOperation) -> dict[str, Any]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from protocol.answers import UserItem
 from protocol.requests import CHANGE_USER, EMAIL, GET_USER
 from protocol.requests.profiles import IMAGE_EXTENSIONS, ChangeUser, Email, GetUser
 from protocol.status import (
@@ -61,7 +62,7 @@ async def get_user(call: Call) -> dict[str, Any]:
     user = await users.get_user(call.app.db, req.id)
     if user is None:
         raise NotFound("no such user")
-    return ok("user profile", Id=user.id, Nickname=user.nickname, Photo=user.photo_key or "")
+    return ok("user profile", **UserItem(id=user.id, nickname=user.nickname, photo=user.photo_key).to_wire())
 
 
 @route(CHANGE_USER)

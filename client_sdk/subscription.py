@@ -1,4 +1,11 @@
-"""``async for event in client.events()``: every event exactly once, in order.
+"""``async for update in client.events()``: every event exactly once, in order.
+
+Each item is an ``Update(seq, event)``: ``event`` is the typed event of
+``protocol.events`` (``NewMessage``, ``MemberKicked``, ... or ``Typing``) and
+``seq`` its position in the user's log (None for ``Typing``, which is not
+logged).  An event kind or push name this version does not know (a newer
+server may send more) is skipped, as docs/protocol.md asks of a client; its
+seq still counts as seen, so it is not replayed either.
 
 The stream subscribes from the last seq it has yielded.  If the connection
 drops (or the server restarts), it reconnects with exponential backoff and
@@ -15,24 +22,26 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
+from protocol.events import PUSH_EVENT, PUSH_RESYNC, PUSH_TYPING, Event, Typing, parse_event
 from protocol.requests.events import SUBSCRIBE
 
 from .errors import ClientError, ConnectionClosed, Gone, RequestTimeout, Unauthorized, Unavailable
+from .transport import Push
 
 if TYPE_CHECKING:
     from .client import Client
 
 
 @dataclass(frozen=True, slots=True)
-class Event:
-    """One pushed event.  ``seq`` is None for ephemeral ones (``Typing``)."""
+class Update:
+    """One item of the stream: a typed event and its ``seq`` in the user's log
+    (None for ``Typing``, which is ephemeral and not logged)."""
 
-    kind: str
     seq: int | None
-    data: dict[str, Any] = field(default_factory=dict)
+    event: Event | Typing
 
 
 class EventStream:
@@ -45,7 +54,7 @@ class EventStream:
         self._overflow_seen = 0
         self._delay = 0.1  # seconds before the next attempt after a failure
 
-    def __aiter__(self) -> AsyncIterator[Event]:
+    def __aiter__(self) -> AsyncIterator[Update]:
         return self
 
     async def start(self) -> EventStream:
@@ -55,7 +64,7 @@ class EventStream:
             await self._subscribe()
         return self
 
-    async def __anext__(self) -> Event:
+    async def __anext__(self) -> Update:
         while True:
             try:
                 if not self._subscribed:
@@ -75,17 +84,22 @@ class EventStream:
                 continue
             if push is None:
                 continue
-            if push.name == "Event":
+            if push.name == PUSH_EVENT:
                 seq = int(push.body.get("Seq", 0))
                 if self.last_seq is not None and seq <= self.last_seq:
                     continue
+                payload = {k: v for k, v in push.body.items() if k not in ("Seq", "Kind")}
+                event = parse_event(str(push.body.get("Kind", "")), payload)
                 self.last_seq = seq
-                data = {k: v for k, v in push.body.items() if k not in ("Seq", "Kind")}
-                return Event(str(push.body.get("Kind", "")), seq, data)
-            if push.name == "Resync":
+                if event is None:
+                    continue  # a kind this version does not know
+                return Update(seq, event)
+            if push.name == PUSH_RESYNC:
                 self._subscribed = False
                 continue
-            return Event(push.name, None, dict(push.body))
+            if push.name == PUSH_TYPING:
+                return Update(None, Typing.from_payload(push.body))
+            # a push name this version does not know: ignored
 
     async def _subscribe(self) -> None:
         body = {} if self.last_seq is None else {"after": self.last_seq}
@@ -102,7 +116,7 @@ class EventStream:
         self._subscribed = True
         self._delay = 0.1
 
-    async def _next_push(self):
+    async def _next_push(self) -> Push | None:
         transport = self.client.transport
         if transport.push_overflow != self._overflow_seen:
             self._subscribed = False  # pushes were dropped locally: replay from last_seq
