@@ -34,12 +34,14 @@ from storage import stats as stats_store
 from storage import users as user_store
 from storage.db import Database
 from storage.embedded import EmbeddedPostgres
+from storage.errors import StorageError
 from storage.migrate import applied_versions, available, current_version, migrate, pending
 
 from .broker import LocalBroker, NatsBroker, make_broker
 from .config import Config, apply_config_file, build_parser, config_from_namespace, config_path, read_config_file
 from .passwords import Passwords
 from .sessions import forget_user_signal
+from .storage_errors import status_for
 
 PROG = "python -m server admin"
 #: Server flags shown in the commands' --help; the others are accepted but not listed.
@@ -165,6 +167,8 @@ def main(argv: Sequence[str]) -> int:
         print(f"error: {exc}", file=sys.stderr)
     except SessiaError as exc:
         print(f"error: {exc.message}", file=sys.stderr)
+    except StorageError as exc:
+        print(f"error: {status_for(exc).message}", file=sys.stderr)
     except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, RuntimeError) as exc:
         print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
     except KeyboardInterrupt:

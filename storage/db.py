@@ -1,7 +1,8 @@
 """The connection pool and named transactions.
 
 Every query goes through ``Database``, so one place maps connection failures to
-``Unavailable`` (503) and one place could time or label transactions.  Areas
+``StorageUnavailable`` and rollbacks by PostgreSQL to ``StorageBusy``
+(storage/errors.py), and one place could time or label transactions.  Areas
 take a ``Database`` (or, inside a transaction, an ``asyncpg.Connection``) and
 never touch the pool directly.
 """
@@ -16,7 +17,7 @@ from typing import Any
 
 import asyncpg
 
-from protocol.status import Unavailable
+from .errors import StorageBusy, StorageUnavailable
 
 log = logging.getLogger("sessia.storage")
 
@@ -35,20 +36,16 @@ CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
 
 #: Errors after which PostgreSQL has rolled the transaction back and the same
 #: work, tried again, is expected to succeed: the request had no effect, and
-#: the client is told to retry (503), never a 500.
+#: the caller is told to retry (``StorageBusy``), never a 500.
 TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.DeadlockDetectedError,
     asyncpg.SerializationError,
 )
 
 
-def busy() -> Unavailable:
-    return Unavailable("storage busy, try again")
-
-
-def _unavailable(name: str, exc: BaseException) -> Unavailable:
+def _unavailable(name: str, exc: BaseException) -> StorageUnavailable:
     log.warning("database unavailable during %s: %s", name, type(exc).__name__)
-    return Unavailable("storage unavailable, try again shortly")
+    return StorageUnavailable(name)
 
 
 @contextlib.contextmanager
@@ -89,8 +86,8 @@ class Database:
             with unavailable_on_connection_loss(name):
                 yield
         except TRANSIENT_ERRORS as exc:
-            log.warning("%s rolled back by PostgreSQL (%s): answered 503", name, type(exc).__name__)
-            raise busy() from None
+            log.warning("%s rolled back by PostgreSQL (%s): to be tried again", name, type(exc).__name__)
+            raise StorageBusy(name) from None
         finally:
             if self.timings is not None:
                 self.timings.observe(name, time.perf_counter() - started)
@@ -124,7 +121,7 @@ class Database:
                 yield conn
 
     async def _call(self, name: str, method: Callable[..., Awaitable[Any]], sql: str, args: tuple) -> Any:
-        """One statement: connection loss becomes ``Unavailable`` and the time
+        """One statement: connection loss becomes ``StorageUnavailable`` and the time
         goes to ``timings``.  Written out rather than as context managers: a
         generator-based one costs a few microseconds per query, and every
         request runs some."""

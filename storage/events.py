@@ -16,9 +16,8 @@ from typing import Any, NamedTuple
 import asyncpg
 import orjson
 
-from protocol.status import Gone
-
 from .db import Database
+from .errors import LogTrimmed
 
 
 class MessageNow(NamedTuple):
@@ -106,15 +105,15 @@ async def read_after(db: Database, user_id: int, after: int, limit: int) -> Even
     """Events after ``after`` (oldest first) as the user may see them now
     (see READ_AFTER_SQL), and the user's latest seq.
 
-    Raises Gone when events after ``after`` have already been trimmed away:
-    the client must resync its state instead of replaying."""
+    Raises ``LogTrimmed`` when events after ``after`` have already been
+    trimmed away: the reader must resync its state instead of replaying."""
     async with db.connection("events.read_after") as conn:
         state = await conn.fetchrow(
             "SELECT last_seq, trimmed_through FROM user_event_seq WHERE user_id = $1", user_id
         )
         last_seq, trimmed = (state["last_seq"], state["trimmed_through"]) if state else (0, 0)
         if after < trimmed:
-            raise Gone(f"events up to {trimmed} are no longer kept: resync and continue from {last_seq}", LastSeq=last_seq)
+            raise LogTrimmed(last_seq, trimmed)
         records = await conn.fetch(READ_AFTER_SQL, user_id, after, limit) if limit else []
     rows = [
         EventRow(

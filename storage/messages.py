@@ -24,8 +24,9 @@ from typing import Any, NamedTuple
 
 import asyncpg
 
-from .db import Database, busy
+from .db import Database
 from .dialogs import READER_SQL
+from .errors import StorageBusy
 from .planning import one_key
 
 # -- sending --------------------------------------------------------------------------
@@ -308,7 +309,7 @@ class MessageWriter:
             try:
                 rows = await self.db.fetch("messages.add", ADD_BATCH_SQL, *batch_args([m for m, _, _ in batch]))
             except asyncpg.DeadlockDetectedError:
-                self._retry(batch, busy())
+                self._retry(batch, StorageBusy("messages.add"))
                 continue
             except Exception as exc:
                 for _, future, _ in batch:

@@ -19,9 +19,8 @@ from datetime import datetime
 
 import asyncpg
 
-from protocol.status import Conflict
-
 from .db import Database
+from .errors import IdentityTaken
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,7 +52,7 @@ def _user(row: asyncpg.Record | None) -> User | None:
 
 async def create_user(conn: asyncpg.Connection, login: str, email: str, password_hash: str) -> User:
     """Insert an account; a taken login or email (by identity key, or
-    case-insensitively for the database) is a Conflict."""
+    case-insensitively for the database) is ``IdentityTaken``."""
     try:
         row = await conn.fetchrow(
             "INSERT INTO users (login, email, nickname, password_hash, login_key, email_key)"
@@ -66,8 +65,8 @@ async def create_user(conn: asyncpg.Connection, login: str, email: str, password
         )
     except asyncpg.UniqueViolationError as exc:
         if "email" in (exc.constraint_name or ""):
-            raise Conflict("email is already registered") from None
-        raise Conflict("login is already taken") from None
+            raise IdentityTaken("email") from None
+        raise IdentityTaken("login") from None
     return _user(row)  # type: ignore[return-value]
 
 
@@ -134,7 +133,7 @@ async def email_owner(conn: asyncpg.Connection | Database, email: str) -> int | 
 
 async def set_confirmed_email(conn: asyncpg.Connection, user_id: int, email: str) -> None:
     """Make ``email`` the user's confirmed address.  Another account holding it
-    (registered since the code was sent) is a Conflict."""
+    (registered since the code was sent) is ``IdentityTaken``."""
     try:
         await conn.execute(
             "UPDATE users SET email = $2, email_key = $3, email_confirmed = true, updated_at = now() WHERE id = $1",
@@ -143,7 +142,7 @@ async def set_confirmed_email(conn: asyncpg.Connection, user_id: int, email: str
             identity_key(email),
         )
     except asyncpg.UniqueViolationError:
-        raise Conflict("email is already registered") from None
+        raise IdentityTaken("email") from None
 
 
 async def update_profile(

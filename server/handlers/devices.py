@@ -33,10 +33,12 @@ from protocol.requests.dialogs import format_date
 from protocol.status import NotFound, SessiaError, Unavailable, Unprocessable, ok
 from storage import email_codes, users
 from storage import sessions as session_store
+from storage.errors import StorageError
 
 from ..mail import code_lifetime
 from ..routes import Call, route
 from ..sessions import Revocation, Session
+from ..storage_errors import status_for
 
 if TYPE_CHECKING:
     from ..app import App
@@ -135,6 +137,8 @@ def _finished(task: asyncio.Task) -> None:
     _background.discard(task)
     if not task.cancelled() and task.exception() is not None:
         exc = task.exception()
+        if isinstance(exc, StorageError):  # db.py has logged why
+            exc = status_for(exc)
         if isinstance(exc, SessiaError):  # the mailer has logged why
             log.info("reset code not sent: %s", exc.message)
         else:

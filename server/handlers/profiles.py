@@ -25,6 +25,7 @@ from protocol.status import (
 )
 from storage import email_codes, media, users
 from storage import sessions as session_store
+from storage.errors import StorageError
 
 from ..mail import code_lifetime
 from ..routes import Call, route
@@ -82,7 +83,7 @@ async def change_user(call: Call) -> dict[str, Any]:
     code_id = await send_code(call, me, req.email) if req.email is not None else None
     try:
         await apply_change(call, session, me, req, new_hash, code_id)
-    except SessiaError:
+    except (SessiaError, StorageError):
         if code_id is not None:  # refused after the mail went: its code must not become usable
             await email_codes.discard(call.app.db, code_id)
         raise
