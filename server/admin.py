@@ -339,10 +339,10 @@ async def create_user(db: Database, config: Config, login: str, email: str, pass
     if taken is not None:
         raise Failure(f"{taken} is already in use")
     password_hash = await _hash(config, password)
-    async with db.transaction("admin.create_user") as conn:
-        user = await user_store.create_user(conn, login, email, password_hash)
+    async with db.atomic("admin.create_user") as tx:
+        user = await user_store.create_user(tx, login, email, password_hash)
         if confirmed:
-            await user_store.set_confirmed_email(conn, user.id, email)
+            await user_store.set_confirmed_email(tx, user.id, email)
     print(f"created user {user.login} <{user.email}> with id {user.id}")
     return 0
 
@@ -350,9 +350,9 @@ async def create_user(db: Database, config: Config, login: str, email: str, pass
 async def reset_password(db: AdminDatabase, config: Config, login_or_email: str, password: str) -> int:
     user = await _find_account(db, login_or_email)
     password_hash = await _hash(config, password)
-    async with db.transaction("admin.reset_password") as conn:
-        await user_store.set_password_hash(conn, user.id, password_hash)
-        revoked = await session_store.revoke_all_for_user(conn, user.id)
+    async with db.atomic("admin.reset_password") as tx:
+        await user_store.set_password_hash(tx, user.id, password_hash)
+        revoked = await session_store.revoke_all_for_user(tx, user.id)
     await signal(db, config, "sessions", forget_user_signal(user.id, None))
     print(f"password changed for {user.login} (id {user.id}); {len(revoked)} session(s) revoked")
     return 0

@@ -16,8 +16,9 @@ import sys
 import tomllib
 from pathlib import Path
 
+from protocol import events as ev
 from storage import clients as client_store
-from storage import events as event_store
+from storage import event_log
 from storage import sessions as session_store
 from storage.db import Database
 from storage.embedded import EmbeddedPostgres
@@ -66,7 +67,7 @@ class App:
         self.limits = Limits(config)
         self.broker = broker or LocalBroker()
         self.events = EventHub(db, self.broker, buffer_limit=config.push_buffer_limit)
-        self.message_writer = MessageWriter(db)
+        self.message_writer = MessageWriter(db, ev.NewMessage.KIND)
         self.mailer = Mailer(config)
         self.dispatcher = Dispatcher(self)
 
@@ -219,7 +220,7 @@ async def _trim_events(app: App, stop: asyncio.Event) -> None:
     """Keep the catch-up log within its retention (docs/protocol.md)."""
     while not stop.is_set():
         try:
-            removed = await event_store.trim(
+            removed = await event_log.trim(
                 app.db, keep_days=app.config.event_keep_days, keep_per_user=app.config.event_keep_per_user
             )
             if removed:

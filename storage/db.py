@@ -3,8 +3,11 @@
 Every query goes through ``Database``, so one place maps connection failures to
 ``StorageUnavailable`` and rollbacks by PostgreSQL to ``StorageBusy``
 (storage/errors.py), and one place could time or label transactions.  Areas
-take a ``Database`` (or, inside a transaction, an ``asyncpg.Connection``) and
-never touch the pool directly.
+take a ``Database`` and never touch the pool directly; a transaction is a
+``Database`` too (``atomic`` yields a ``Transaction``), so every storage
+function runs alone or inside one unchanged.  The raw connection
+(``connection``) is only for what needs one session of its own: migrations,
+which hold an advisory lock across their transactions.
 """
 
 from __future__ import annotations
@@ -108,14 +111,8 @@ class Database:
         await self.pool.close()
 
     @contextlib.asynccontextmanager
-    async def transaction(self, name: str) -> AsyncIterator[asyncpg.Connection]:
-        """A connection in a transaction; ``name`` labels it in logs."""
-        with self._timed(name):
-            async with self.pool.acquire() as conn, conn.transaction():
-                yield conn
-
-    @contextlib.asynccontextmanager
     async def connection(self, name: str) -> AsyncIterator[asyncpg.Connection]:
+        """A pooled connection of its own, outside any transaction (migrations)."""
         with unavailable_on_connection_loss(name):
             async with self.pool.acquire() as conn:
                 yield conn
@@ -150,24 +147,21 @@ class Database:
     async def atomic(self, name: str) -> AsyncIterator[Transaction]:
         """A ``Database`` bound to one transaction: storage functions written
         for ``Database`` run inside it unchanged, so a handler can combine
-        several of them (and the event log) into one commit."""
-        async with self.transaction(name) as conn:
-            yield Transaction(conn)
+        several of them (and the event log) into one commit.  ``name`` labels
+        it in logs and timings; leaving the block by an exception rolls back."""
+        with self._timed(name):
+            async with self.pool.acquire() as conn, conn.transaction():
+                yield Transaction(conn)
 
 
 class Transaction(Database):
     """The ``Database`` interface on one connection inside a transaction.
-    Nested ``transaction()`` calls become savepoints."""
+    ``atomic`` inside it is the same transaction (no savepoint): a function
+    that wants its statements committed together gets that either way."""
 
     def __init__(self, conn: asyncpg.Connection) -> None:  # noqa: D107 - no pool here
         self.conn = conn
         self._target = conn
-
-    @contextlib.asynccontextmanager
-    async def transaction(self, name: str) -> AsyncIterator[asyncpg.Connection]:
-        with unavailable_on_connection_loss(name):
-            async with self.conn.transaction():
-                yield self.conn
 
     @contextlib.asynccontextmanager
     async def connection(self, name: str) -> AsyncIterator[asyncpg.Connection]:

@@ -38,15 +38,17 @@ from .planning import one_key
 #: key or NULL, $8 important; media flattened over all messages: $9 the
 #: message's ordinal (1-based), $10 media key, $11 position; media an author
 #: may attach without owning them (those of a forwarded message): $12 ordinal,
-#: $13 key.
+#: $13 key; and $14 the kind the events of the batch are recorded as.
 #:
 #: Per message it checks membership, the direct-message block rule and media
 #: ownership, inserts the message and its media links; per dialog it moves
 #: ``last_message_at`` once; per recipient it bumps the event counter once by
 #: the number of that recipient's new events and numbers them in message
 #: order.  The event rows go in with the messages: a message is never stored
-#: without its event.  Counter rows are locked in user id order, so batches
-#: and other appends (storage/events.py) cannot deadlock on them, and before
+#: without its event, which names its dialog and carries a copy of it (the
+#: ``dialog_key`` and ``message_key`` of storage/event_log.py).  Counter rows
+#: are locked in user id order, so batches
+#: and other appends (storage/event_log.py) cannot deadlock on them, and before
 #: any message id is drawn, so message ids and event seqs agree across nodes.
 ADD_BATCH_SQL = """
 WITH req AS (
@@ -157,8 +159,8 @@ WITH req AS (
     SELECT rc.n, rc.user_id, b.base + row_number() OVER (PARTITION BY rc.user_id ORDER BY rc.n) AS seq
     FROM recipients rc JOIN bumped b ON b.user_id = rc.user_id
 ), evs AS (
-    INSERT INTO events (user_id, seq, kind, payload, created_at)
-    SELECT nb.user_id, nb.seq, 'NewMessage', r.payload, r.created_at
+    INSERT INTO events (user_id, seq, kind, payload, created_at, dialog_key, message_key)
+    SELECT nb.user_id, nb.seq, $14::text, r.payload, r.created_at, r.dialog_key, r.key
     FROM numbered nb JOIN req r ON r.n = nb.n
 ), per_message AS (
     SELECT n, array_agg(user_id ORDER BY user_id) AS users, array_agg(seq ORDER BY user_id) AS seqs
@@ -215,8 +217,9 @@ class Sent:
     source_gone: bool = False  # a forward whose source was deleted, hidden or left meanwhile
 
 
-def batch_args(batch: Sequence[NewMessage]) -> tuple[Any, ...]:
-    """``ADD_BATCH_SQL``'s parameters for these messages, in order."""
+def batch_args(batch: Sequence[NewMessage], event_kind: str) -> tuple[Any, ...]:
+    """``ADD_BATCH_SQL``'s parameters for these messages, their events
+    recorded as ``event_kind``, in order."""
     media_n: list[int] = []
     media_k: list[str] = []
     media_p: list[int] = []
@@ -234,7 +237,7 @@ def batch_args(batch: Sequence[NewMessage]) -> tuple[Any, ...]:
         [m.dialog_key for m in batch], [m.author_id for m in batch], [m.key for m in batch],
         [m.content for m in batch], [m.created_at for m in batch], [m.event_payload for m in batch],
         [m.forwarded_key for m in batch], [m.important for m in batch],
-        media_n, media_k, media_p, allowed_n, allowed_k,
+        media_n, media_k, media_p, allowed_n, allowed_k, event_kind,
     )
 
 
@@ -273,8 +276,9 @@ class MessageWriter:
     #: by another statement, or its batch was chosen as a deadlock victim.
     RETRIES = 3
 
-    def __init__(self, db: Database, *, max_batch: int = 512) -> None:
+    def __init__(self, db: Database, event_kind: str, *, max_batch: int = 512) -> None:
         self.db = db
+        self.event_kind = event_kind
         self.max_batch = max_batch
         self._queue: deque[tuple[NewMessage, asyncio.Future[Sent], int]] = deque()
         self._running = False
@@ -307,7 +311,7 @@ class MessageWriter:
         while self._queue:
             batch = self._take()
             try:
-                rows = await self.db.fetch("messages.add", ADD_BATCH_SQL, *batch_args([m for m, _, _ in batch]))
+                rows = await self.db.fetch("messages.add", ADD_BATCH_SQL, *batch_args([m for m, _, _ in batch], self.event_kind))
             except asyncpg.DeadlockDetectedError:
                 self._retry(batch, StorageBusy("messages.add"))
                 continue

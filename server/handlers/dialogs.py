@@ -24,7 +24,7 @@ from protocol.requests.dialogs import (
 )
 from protocol.status import Forbidden, NotFound, Unprocessable, ok
 from storage import dialogs as dialog_store
-from storage import events, friends, media
+from storage import event_log, friends, media
 from storage import messages as message_store
 from storage.db import Database, Transaction
 
@@ -93,7 +93,9 @@ async def create_dialog(call: Call) -> dict[str, Any]:
             members=others,
         )
         payload = {**_summary(dialog.key, dialog.name, dialog.photo_key, dialog.private), "Owner": call.user_id}
-        pushed = await events.append(tx.conn, [call.user_id, *others], ev.DIALOG_CREATED, payload)
+        pushed = await event_log.append(
+            tx, [call.user_id, *others], ev.DIALOG_CREATED, payload, dialog_key=dialog.key
+        )
     call.app.events.deliver(pushed)
     return ok("Dialog started", hash=dialog.key)
 
@@ -102,9 +104,15 @@ def _summary(key: str, name: str, photo: str | None, private: bool) -> dict[str,
     return {"PkDialog": key, "name": name, "photo": photo or "", "private": private}
 
 
-async def _tell_members(tx: Any, dialog_id: int, kind: str, payload: dict[str, Any], extra: tuple[int, ...] = ()) -> list:
+async def _tell_members(
+    tx: Any, dialog_id: int, kind: str, payload: dict[str, Any], extra: tuple[int, ...] = (), subject_id: int | None = None
+) -> list:
+    """``subject_id``: the user the event is about, who reads it even once out
+    of the dialog (the removed member of a ``MemberKicked``)."""
     members = [m.user_id for m in await dialog_store.members(tx, dialog_id)]
-    return await events.append(tx.conn, [*members, *extra], kind, payload)
+    return await event_log.append(
+        tx, [*members, *extra], kind, payload, dialog_key=payload["PkDialog"], subject_id=subject_id
+    )
 
 
 @route(CHANGE_DIALOG)
@@ -181,7 +189,9 @@ async def kick_user(call: Call) -> dict[str, Any]:
         dialog_id = access.dialog.id
         removed = await dialog_store.remove_member(tx, dialog_id, req.user_id)
         payload = {"PkDialog": req.key, "Id": req.user_id, "By": call.user_id}
-        pushed = await _tell_members(tx, dialog_id, ev.MEMBER_KICKED, payload, extra=(req.user_id,))
+        pushed = await _tell_members(
+            tx, dialog_id, ev.MEMBER_KICKED, payload, extra=(req.user_id,), subject_id=req.user_id
+        )
         if removed is not None and removed.new_owner:
             await dialog_store.set_owner(tx, dialog_id, removed.heir)
     call.app.events.deliver(pushed)

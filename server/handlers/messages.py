@@ -29,7 +29,7 @@ from protocol.requests.messages import (
 )
 from protocol.status import Conflict, Forbidden, Gone, NotFound, ok
 from storage import dialogs as dialog_store
-from storage import events as event_store
+from storage import event_log
 from storage import messages as message_store
 from storage.messages import MessageRow
 
@@ -111,7 +111,7 @@ async def _add(call: Call, req: SendMessage) -> dict[str, Any]:
         raise Conflict("message.infoMessage.msgkey: already used by another message in this dialog")
     if sent.events:
         call.app.events.deliver(
-            [event_store.EventRow(user, seq, ev.NEW_MESSAGE, body, created_at) for user, seq in sent.events]
+            [event_log.EventRow(user, seq, ev.NEW_MESSAGE, body, created_at) for user, seq in sent.events]
         )
     return ok("Message sent" if sent.created else "Message already sent", msgkey=key)
 
@@ -147,7 +147,8 @@ async def _to_members(tx: Any, changed: message_store.Changed, kind: str, dialog
     else:
         payload = {"PkDialog": dialog, "Msg": message_out(row)}
     members = [m.user_id for m in await dialog_store.members(tx, changed.dialog_id)]
-    return await event_store.append(tx.conn, members, kind, payload)
+    message_key = None if kind == ev.MESSAGE_DELETED else row.key  # the events that carry a copy of it
+    return await event_log.append(tx, members, kind, payload, dialog_key=dialog, message_key=message_key)
 
 
 async def _delete(call: Call, req: SendMessage) -> dict[str, Any]:
@@ -173,8 +174,9 @@ async def _hide(call: Call, req: SendMessage) -> dict[str, Any]:
             raise Gone("the message was deleted")
         pushed = []
         if changed.done:  # only my own devices learn of it
-            pushed = await event_store.append(
-                tx.conn, [call.user_id], ev.MESSAGE_HIDDEN, {"PkDialog": req.dialog, "msgKey": req.msgkey}
+            pushed = await event_log.append(
+                tx, [call.user_id], ev.MESSAGE_HIDDEN, {"PkDialog": req.dialog, "msgKey": req.msgkey},
+                dialog_key=req.dialog,
             )
     call.app.events.deliver(pushed)
     return ok("Message deleted for you", msgkey=req.msgkey)

@@ -11,7 +11,7 @@ from protocol import events as ev
 from protocol.requests.presence import MARK_READ, TYPING, MarkRead, Typing
 from protocol.status import NotFound, ok
 from storage import dialogs as dialog_store
-from storage import events
+from storage import event_log
 
 from ..routes import Call, route
 from .dialogs import member_of
@@ -27,7 +27,7 @@ async def mark_read(call: Call) -> dict[str, Any]:
             raise NotFound("message not found")
         members = [m.user_id for m in await dialog_store.members(tx, dialog_id)]
         payload = {"PkDialog": req.dialog, "Id": call.user_id, "msgKey": req.msgkey}
-        pushed = await events.append(tx.conn, members, ev.MESSAGES_READ, payload)
+        pushed = await event_log.append(tx, members, ev.MESSAGES_READ, payload, dialog_key=req.dialog)
     call.app.events.deliver(pushed)
     return ok("Marked as read")
 
