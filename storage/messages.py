@@ -463,7 +463,9 @@ class MessageRow(NamedTuple):
     """One stored message.  A NamedTuple built straight from the record (the
     page queries select exactly these columns in this order): a history page
     makes fifty of them, and a tuple is several times cheaper to build than a
-    frozen dataclass."""
+    frozen dataclass.  ``read``: on the newest page, for the reader's own
+    message whether another member has read it, for others' whether the
+    reader has; None where a query does not work it out."""
 
     id: int
     key: str
@@ -476,6 +478,7 @@ class MessageRow(NamedTuple):
     important: bool
     media: Sequence[str]
     positions: Sequence[int]
+    read: bool | None = None
 
 
 _VISIBLE = """
@@ -491,7 +494,7 @@ def _with_media(inner: str, order: str) -> str:
     return f"""
 SELECT m.id, m.key, m.author_id, m.content, m.created_at, m.updated_at, m.deleted_at,
        m.forwarded_key, m.important, coalesce(media.keys, '{{}}') AS media,
-       coalesce(media.positions, '{{}}') AS positions
+       coalesce(media.positions, '{{}}') AS positions, NULL::boolean AS read
 FROM ({inner}) AS m
 LEFT JOIN LATERAL (
     SELECT array_agg(mm.media_key ORDER BY mm.position, mm.media_key) AS keys,
@@ -549,21 +552,11 @@ async def page_since(
 
 # -- the newest page: membership, read marks and the page in one statement ---------------
 
-#: The API's date text (``protocol.requests.dialogs.format_date``), made by
-#: PostgreSQL: ISO 8601 in UTC, always six fraction digits, ``Z``; ``''`` when
-#: unset.  Costs PostgreSQL ~0.4 µs a date and saves the server decoding a
-#: ``datetime`` and formatting it (~2 µs), for every message of a page.
-_API_DATE = """coalesce(to_char({} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'), '')"""
-
 #: $1 dialog key, $2 reader, $3 take, $4 skip: GetMessages' newest page, newest
 #: first, in one round trip.  No row when the reader is not a member (or there
 #: is no such dialog); one row of NULLs for an empty page.
 #:
-#: Columns, in this order (``newest_page`` callers unpack them by position):
-#: read, key, author_id, content, date, update_at, delete_at (date text, ``''``
-#: when unset), forwarded_key (``''`` when none), important, media keys and
-#: their positions (NULL when none).  ``read``: for the reader's own message,
-#: whether another member has read it; for others', whether the reader has.
+#: Columns: ``MessageRow``'s, in its order, ``read`` worked out.
 #:
 #: ``r`` is ``storage.dialogs.READER_SQL``, materialized so that its subquery
 #: runs once, not once per message; the page is the visible messages newest
@@ -594,10 +587,10 @@ WITH r AS MATERIALIZED ({READER_SQL}), page AS MATERIALIZED (
     FROM r JOIN message_media mm ON mm.dialog_id = r.id AND mm.message_id = ANY (ARRAY(SELECT id FROM page))
     GROUP BY mm.message_id
 )
-SELECT m.id <= CASE WHEN m.author_id = $2 THEN r.others ELSE r.mine END AS read,
-       m.key, m.author_id, m.content,
-       {_API_DATE.format("m.created_at")}, {_API_DATE.format("m.updated_at")}, {_API_DATE.format("m.deleted_at")},
-       coalesce(m.forwarded_key, ''), m.important, media.keys, media.positions
+SELECT m.id, m.key, m.author_id, m.content, m.created_at, m.updated_at, m.deleted_at,
+       m.forwarded_key, m.important, coalesce(media.keys, '{{}}') AS media,
+       coalesce(media.positions, '{{}}') AS positions,
+       m.id <= CASE WHEN m.author_id = $2 THEN r.others ELSE r.mine END AS read
 FROM r
 LEFT JOIN page m ON true
 LEFT JOIN media ON media.message_id = m.id
@@ -607,15 +600,15 @@ ORDER BY m.id DESC
 
 async def newest_page(
     db: Database, dialog_key: str, reader_id: int, *, take: int, skip: int
-) -> list[asyncpg.Record] | None:
-    """GetMessages' newest page as rows of ``HISTORY_NEWEST_SQL``'s columns,
-    ready for the answer; None when ``reader_id`` is not a member of the dialog."""
+) -> list[MessageRow] | None:
+    """GetMessages' newest page, newest first, with ``read`` worked out; None
+    when ``reader_id`` is not a member of the dialog."""
     rows = await db.fetch("messages.newest_page", HISTORY_NEWEST_SQL, dialog_key, reader_id, take, skip)
     if not rows:
         return None
-    if rows[0][1] is None:  # a member; no message on this page
+    if rows[0][0] is None:  # a member; no message on this page
         return []
-    return rows
+    return [MessageRow._make(r) for r in rows]
 
 
 #: $1 reader, $2 message key: a message the reader can see, in any of their dialogs.

@@ -15,6 +15,7 @@ from typing import Any
 import orjson
 
 from protocol import events as ev
+from protocol.answers import MessageItem
 from protocol.requests import GET_DEL_MESSAGES, GET_MESSAGES, SEND_MESSAGE
 from protocol.requests.dialogs import format_date
 from protocol.requests.messages import (
@@ -47,14 +48,12 @@ def new_message_key() -> str:
     return secrets.token_hex(16)
 
 
-def message_out(m: message_store.MessageRow, read: bool | str = "") -> dict[str, Any]:
-    """The original's ``Msg`` item; unset dates are empty strings as there.
-    ``read``: for a reader's own message, whether another member has read it;
-    for others' messages, whether the reader has ("" where not computed)."""
-    fields = (read, m.key, m.author_id, m.content, format_date(m.created_at), format_date(m.updated_at),
-              format_date(m.deleted_at), m.forwarded_key or "", m.important, list(m.media) or None,
-              list(m.positions) or None)
-    return page_out((fields,))[0]
+def message_out(m: message_store.MessageRow, read: bool | None = None) -> dict[str, Any]:
+    """The ``Msg`` item of a stored message (``MessageItem``).  ``read``: for
+    a reader's own message, whether another member has read it; for others'
+    messages, whether the reader has (None where not computed: ``""``)."""
+    return MessageItem(m.key, m.author_id, m.created_at, m.content, m.updated_at, m.deleted_at,
+                       m.forwarded_key, m.important, m.media, m.positions, read).to_wire()
 
 
 @route(SEND_MESSAGE)
@@ -221,29 +220,15 @@ async def _messages(call: Call, req: GetMessages) -> dict[str, Any]:
     return ok("Message found" if req.msgkey is not None else "List formed", Msg=out)
 
 
-def page_out(rows: Sequence[Sequence[Any]]) -> list[dict[str, Any]]:
-    """The one definition of the ``Msg`` item, from rows of
-    ``message_store.newest_page``'s columns (read, key, author, content, the
-    three dates as the API's text, forwarded key, important, media,
-    positions): the newest page is the hot read, and its rows come ready."""
+def page_out(rows: Sequence[message_store.MessageRow]) -> list[dict[str, Any]]:
+    """The ``Msg`` items of a page, each row's own ``read`` included (the
+    newest page works it out in its query).  The hot read: the rows are
+    unpacked by position rather than by attribute."""
     return [
-        {
-            "infoMessage": {
-                "msgKey": key,
-                "idUser": author_id,
-                "date": date,
-                "content": content,
-                "updateAt": update_at,
-                "deleteAt": delete_at,
-                "forwardedKey": forwarded_key,
-                "read": read,
-                "important": important,
-            },
-            "hash": media,
-            "order": positions,
-        }
-        for read, key, author_id, content, date, update_at, delete_at, forwarded_key, important, media, positions
-        in rows
+        MessageItem(key, author_id, created_at, content, updated_at, deleted_at, forwarded_key, important,
+                    media, positions, read).to_wire()
+        for _, key, author_id, content, created_at, updated_at, deleted_at, forwarded_key, important, media,
+        positions, read in rows
     ]
 
 
