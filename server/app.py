@@ -16,13 +16,11 @@ import sys
 import tomllib
 from pathlib import Path
 
-from protocol import events as ev
 from storage import clients as client_store
 from storage import event_log
 from storage import sessions as session_store
 from storage.db import Database
 from storage.embedded import EmbeddedPostgres
-from storage.messages import MessageWriter
 from storage.migrate import migrate
 
 from .broker import Broker, LocalBroker, make_broker
@@ -30,6 +28,7 @@ from .config import Config
 from .connection import Connection
 from .dispatch import Dispatcher
 from .events import EventHub
+from .group_commit import MessageWriter
 from .mail import Mailer
 from .metrics import MetricsServer, Timings
 from .passwords import Passwords
@@ -67,7 +66,7 @@ class App:
         self.limits = Limits(config)
         self.broker = broker or LocalBroker()
         self.events = EventHub(db, self.broker, buffer_limit=config.push_buffer_limit)
-        self.message_writer = MessageWriter(db, ev.NewMessage.KIND)
+        self.message_writer = MessageWriter(db, deliver=self.events.deliver)
         self.mailer = Mailer(config)
         self.dispatcher = Dispatcher(self)
 

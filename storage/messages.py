@@ -1,11 +1,11 @@
 """Messages, their media links, tombstones and per-user hiding.
 
-Sending is the hot path: ``MessageWriter`` gathers the sends that arrive
-while the database is busy and stores them with ``ADD_BATCH_SQL``, one
-statement (one round trip, one implicit transaction, one WAL flush) that checks
-membership, the direct-message block rule and media ownership per message,
-inserts the messages, their media links and their events, and moves the
-dialogs' ``last_message_at``.
+Sending is the hot path: the group commit (server/group_commit.py) gathers
+the sends that arrive while the database is busy and stores them with
+``add_batch`` (``ADD_BATCH_SQL``), one statement (one round trip, one implicit
+transaction, one WAL flush) that checks membership, the direct-message block
+rule and media ownership per message, inserts the messages, their media links
+and their events, and moves the dialogs' ``last_message_at``.
 
 Edits, deletes and hides are one statement each as well; so is the newest
 history page (membership, read marks, page and media: ``HISTORY_NEWEST_SQL``);
@@ -15,23 +15,19 @@ constants so the scale test can EXPLAIN exactly what runs.
 
 from __future__ import annotations
 
-import asyncio
-from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, NamedTuple
 
-import asyncpg
-
-from .db import Database
+from .db import TRANSIENT_ERRORS, Database
 from .dialogs import READER_SQL
 from .errors import StorageBusy
 from .planning import one_key
 
 # -- sending --------------------------------------------------------------------------
 
-#: Group commit: every ``add`` waiting when the writer is free goes into ONE
+#: Group commit: every send waiting when the writer is free goes into ONE
 #: statement (one round trip, one implicit transaction, one WAL flush).  One
 #: element per message: $1 dialog key, $2 author, $3 message key, $4 content,
 #: $5 created_at, $6 the NewMessage event payload (JSON), $7 forwarded message
@@ -186,7 +182,7 @@ ORDER BY c.n
 
 @dataclass(frozen=True, slots=True)
 class NewMessage:
-    """One ``add`` as the writer takes it.  ``forwarded_media``: media the
+    """One message to store, as ``add_batch`` takes it.  ``forwarded_media``: media the
     author may attach without owning them (those of the forwarded message)."""
 
     dialog_key: str
@@ -204,7 +200,7 @@ class NewMessage:
 
 @dataclass(frozen=True, slots=True)
 class Sent:
-    """What an ``add`` did.  ``dialog_id`` None: not a member (or no such
+    """What storing a message did.  ``dialog_id`` None: not a member (or no such
     dialog).  ``created`` False with ``author_id`` set: the key was already
     used, by that author."""
 
@@ -255,111 +251,17 @@ def _sent(row: Any) -> Sent | None:
     return Sent(row["dialog_id"], created=row["new_id"] is not None, author_id=row["author_id"], events=events)
 
 
-class MessageWriter:
-    """Group commit of sends.
-
-    ``add`` queues a message and returns once the statement that stored it has
-    committed, so an answer still means "durable".  While one batch is in the
-    database the next one gathers: under load many sends share a statement, a
-    transaction and a WAL flush, and the locks on dialogs and recipients'
-    event counters are taken once per batch instead of once per message.  An
-    idle server runs a lone send at once (the batch starts on the next loop
-    iteration, after the requests that arrived together have queued theirs).
-
-    One batch at a time: batches then never wait for each other's locks, and
-    message ids, event seqs and commit order agree.  A batch never holds two
-    messages with the same dialog and key (the later one waits for the next
-    batch), so a retried send is answered as a retry, not as a conflict.
-    """
-
-    #: Times a message is tried again when its key was committed concurrently
-    #: by another statement, or its batch was chosen as a deadlock victim.
-    RETRIES = 3
-
-    def __init__(self, db: Database, event_kind: str, *, max_batch: int = 512) -> None:
-        self.db = db
-        self.event_kind = event_kind
-        self.max_batch = max_batch
-        self._queue: deque[tuple[NewMessage, asyncio.Future[Sent], int]] = deque()
-        self._running = False
-
-    async def add(self, message: NewMessage) -> Sent:
-        """Store ``message`` (see ``NewMessage``); an existing key is not
-        inserted again: the answer names the earlier message's author so a
-        retried send is recognised (same author) and a foreign key refused."""
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[Sent] = loop.create_future()
-        self._queue.append((message, future, 0))
-        if not self._running:
-            self._running = True
-            loop.call_soon(self._start)
-        return await future
-
-    def _start(self) -> None:
-        task = asyncio.ensure_future(self._drain())
-        task.add_done_callback(self._drained)
-
-    def _drained(self, task: asyncio.Task) -> None:
-        self._running = False
-        if task.cancelled():
-            return
-        if self._queue:  # queued while the last batch was finishing, or after an error
-            self._running = True
-            self._start()
-
-    async def _drain(self) -> None:
-        while self._queue:
-            batch = self._take()
-            try:
-                rows = await self.db.fetch("messages.add", ADD_BATCH_SQL, *batch_args([m for m, _, _ in batch], self.event_kind))
-            except asyncpg.DeadlockDetectedError:
-                self._retry(batch, StorageBusy("messages.add"))
-                continue
-            except Exception as exc:
-                for _, future, _ in batch:
-                    if not future.done():
-                        future.set_exception(exc)
-                continue
-            except BaseException:
-                for _, future, _ in batch:
-                    future.cancel()
-                raise
-            again = []
-            for (message, future, tries), row in zip(batch, rows, strict=True):
-                sent = _sent(row)
-                if sent is None:
-                    again.append((message, future, tries))
-                elif not future.done():
-                    future.set_result(sent)
-            if again:
-                self._retry(again, RuntimeError("message key neither inserted nor found"))
-
-    def _take(self) -> list[tuple[NewMessage, asyncio.Future[Sent], int]]:
-        batch: list[tuple[NewMessage, asyncio.Future[Sent], int]] = []
-        held = []
-        seen: set[tuple[str, str]] = set()
-        queue = self._queue
-        while queue and len(batch) < self.max_batch:
-            item = queue.popleft()
-            if item[1].done():  # the caller went away (cancelled)
-                continue
-            ident = (item[0].dialog_key, item[0].key)
-            if ident in seen:
-                held.append(item)
-            else:
-                seen.add(ident)
-                batch.append(item)
-        queue.extendleft(reversed(held))
-        return batch
-
-    def _retry(self, items: list[tuple[NewMessage, asyncio.Future[Sent], int]], exc: BaseException) -> None:
-        for message, future, tries in reversed(items):
-            if future.done():
-                continue
-            if tries + 1 >= self.RETRIES:
-                future.set_exception(exc)
-            else:
-                self._queue.appendleft((message, future, tries + 1))
+async def add_batch(db: Database, batch: Sequence[NewMessage], event_kind: str) -> list[Sent | None]:
+    """Store a batch of messages and their events (recorded as ``event_kind``)
+    in one statement (``ADD_BATCH_SQL``); one outcome per message, in order
+    (None: to be tried again, see ``_sent``).  The caller (the group commit,
+    server/group_commit.py) never puts two messages with the same dialog and
+    key in one batch.  A deadlock is ``StorageBusy``: nothing was stored."""
+    try:
+        rows = await db.fetch("messages.add", ADD_BATCH_SQL, *batch_args(batch, event_kind))
+    except TRANSIENT_ERRORS:
+        raise StorageBusy("messages.add") from None
+    return [_sent(row) for row in rows]
 
 
 # -- edit, delete, hide ------------------------------------------------------------------

@@ -84,6 +84,8 @@ async def _add(call: Call, req: SendMessage) -> dict[str, Any]:
                      req.important, tuple(media), tuple(positions))
     body = {"PkDialog": req.dialog, "Msg": message_out(msg, False)}
     payload = orjson.dumps(body).decode()
+    # The writer pushes the events it commits, with ``body``: the same map as
+    # the JSON stored, so a push and a later read of the log agree byte for byte.
     sent = await call.app.message_writer.add(message_store.NewMessage(
         dialog_key=req.dialog,
         author_id=call.user_id,
@@ -96,7 +98,7 @@ async def _add(call: Call, req: SendMessage) -> dict[str, Any]:
         forwarded_media=tuple(forwarded_media),
         forwarded_key=req.forwarded_key,
         important=req.important,
-    ))
+    ), body)
     if sent.dialog_id is None:
         raise NotFound(DIALOG_NOT_FOUND)
     if sent.blocked:
@@ -108,10 +110,6 @@ async def _add(call: Call, req: SendMessage) -> dict[str, Any]:
         raise NotFound(f"message.hash: media {keys} not found among your uploads")
     if sent.author_id != call.user_id:
         raise Conflict("message.infoMessage.msgkey: already used by another message in this dialog")
-    if sent.events:
-        call.app.events.deliver(
-            [event_log.EventRow(user, seq, ev.NEW_MESSAGE, body, created_at) for user, seq in sent.events]
-        )
     return ok("Message sent" if sent.created else "Message already sent", msgkey=key)
 
 
