@@ -34,12 +34,14 @@ from storage import stats as stats_store
 from storage import users as user_store
 from storage.db import Database
 from storage.embedded import EmbeddedPostgres
+from storage.errors import StorageError
 from storage.migrate import applied_versions, available, current_version, migrate, pending
 
 from .broker import LocalBroker, NatsBroker, make_broker
 from .config import Config, apply_config_file, build_parser, config_from_namespace, config_path, read_config_file
 from .passwords import Passwords
 from .sessions import forget_user_signal
+from .storage_errors import status_for
 
 PROG = "python -m server admin"
 #: Server flags shown in the commands' --help; the others are accepted but not listed.
@@ -170,6 +172,8 @@ def main(argv: Sequence[str]) -> int:
         print(f"error: {exc}", file=sys.stderr)
     except SessiaError as exc:
         print(f"error: {exc.message}", file=sys.stderr)
+    except StorageError as exc:
+        print(f"error: {status_for(exc).message}", file=sys.stderr)
     except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, RuntimeError) as exc:
         print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
     except KeyboardInterrupt:
@@ -343,10 +347,10 @@ async def create_user(db: Database, config: Config, login: str, email: str, pass
     if taken is not None:
         raise Failure(f"{taken} is already in use")
     password_hash = await _hash(config, password)
-    async with db.transaction("admin.create_user") as conn:
-        user = await user_store.create_user(conn, login, email, password_hash)
+    async with db.atomic("admin.create_user") as tx:
+        user = await user_store.create_user(tx, login, email, password_hash)
         if confirmed:
-            await user_store.set_confirmed_email(conn, user.id, email)
+            await user_store.set_confirmed_email(tx, user.id, email)
     print(f"created user {user.login} <{user.email}> with id {user.id}")
     return 0
 
@@ -354,9 +358,9 @@ async def create_user(db: Database, config: Config, login: str, email: str, pass
 async def reset_password(db: AdminDatabase, config: Config, login_or_email: str, password: str) -> int:
     user = await _find_account(db, login_or_email)
     password_hash = await _hash(config, password)
-    async with db.transaction("admin.reset_password") as conn:
-        await user_store.set_password_hash(conn, user.id, password_hash)
-        revoked = await session_store.revoke_all_for_user(conn, user.id)
+    async with db.atomic("admin.reset_password") as tx:
+        await user_store.set_password_hash(tx, user.id, password_hash)
+        revoked = await session_store.revoke_all_for_user(tx, user.id)
     await signal(db, config, "sessions", forget_user_signal(user.id, None))
     print(f"password changed for {user.login} (id {user.id}); {len(revoked)} session(s) revoked")
     return 0

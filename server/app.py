@@ -17,11 +17,10 @@ import tomllib
 from pathlib import Path
 
 from storage import clients as client_store
-from storage import events as event_store
+from storage import event_log
 from storage import sessions as session_store
 from storage.db import Database
 from storage.embedded import EmbeddedPostgres
-from storage.messages import MessageWriter
 from storage.migrate import migrate
 
 from .broker import Broker, LocalBroker, make_broker
@@ -30,6 +29,7 @@ from .config import Config
 from .connection import Connection
 from .dispatch import Dispatcher
 from .events import EventHub
+from .group_commit import MessageWriter
 from .mail import Mailer
 from .metrics import MetricsServer, Timings
 from .passwords import Passwords
@@ -68,7 +68,7 @@ class App:
         self.broker = broker or LocalBroker()
         self.events = EventHub(db, self.broker, buffer_limit=config.push_buffer_limit)
         self.changes = Changes(db, self.events)
-        self.message_writer = MessageWriter(db)
+        self.message_writer = MessageWriter(db, deliver=self.events.deliver)
         self.mailer = Mailer(config)
         self.dispatcher = Dispatcher(self)
 
@@ -221,7 +221,7 @@ async def _trim_events(app: App, stop: asyncio.Event) -> None:
     """Keep the catch-up log within its retention (docs/protocol.md)."""
     while not stop.is_set():
         try:
-            removed = await event_store.trim(
+            removed = await event_log.trim(
                 app.db, keep_days=app.config.event_keep_days, keep_per_user=app.config.event_keep_per_user
             )
             if removed:

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING
 
 from protocol.events import Event, Typing
 from storage import dialogs as dialog_store
-from storage import events as event_log
+from storage import event_log
 from storage.db import Database, Transaction
 
 if TYPE_CHECKING:
@@ -53,7 +53,10 @@ class Change:
     async def emit(self, user_ids: Iterable[int], event: Event) -> None:
         """Log ``event`` for each of ``user_ids`` (duplicates count once) in
         this transaction; it is pushed after the commit."""
-        rows = await event_log.append(self.db.conn, set(user_ids), event.KIND, event.to_payload())
+        rows = await event_log.append(
+            self.db, set(user_ids), event.KIND, event.to_payload(),
+            dialog_key=event.dialog, message_key=event.message, subject_id=event.subject,
+        )
         self.logged.extend(rows)
 
     async def emit_to_dialog(self, dialog_id: int, event: Event, *, also: Iterable[int] = ()) -> None:

@@ -1,8 +1,10 @@
 """Request dispatch: the session check, and the one place that turns any
 outcome of a handler (server/routes.py) into an answer.
 
-A handler raises a ``SessiaError`` for every refusal; anything else it
-raises is a bug, logged with its traceback here and answered as a bare 500.
+A handler raises a ``SessiaError`` for every refusal, or lets a storage
+exception (storage/errors.py) through, answered as ``status_for`` says
+(server/storage_errors.py); anything else it raises is a bug, logged with its
+traceback here and answered as a bare 500.
 """
 
 from __future__ import annotations
@@ -15,10 +17,12 @@ from protocol.codecs import decode_body
 from protocol.fields import Fields
 from protocol.frames import Frame, encode_response
 from protocol.status import BadRequest, InternalError, SessiaError
+from storage.errors import StorageError
 
 from . import handlers  # noqa: F401  (importing it registers every route)
 from .metrics import RequestStats
 from .routes import ROUTES, Call
+from .storage_errors import status_for
 
 if TYPE_CHECKING:
     from .app import App
@@ -53,6 +57,10 @@ class Dispatcher:
         except SessiaError as exc:
             code = exc.code
             result = exc.to_body()
+        except StorageError as exc:
+            refusal = status_for(exc)
+            code = refusal.code
+            result = refusal.to_body()
         except Exception:
             log.exception("unhandled error in %s", frame.name)
             code = 500

@@ -24,7 +24,7 @@ from protocol.codecs import Codec
 from protocol.events import DIALOG_CREATED, MEMBER_KICKED, MEMBERS_ADDED, PUSH_EVENT, PUSH_RESYNC, PUSH_TYPING
 from protocol.frames import PushTemplate, encode_push
 from protocol.requests.dialogs import format_date
-from storage import events as event_store
+from storage import event_log
 from storage.db import Database
 
 from .broker import Broker, chunk_items
@@ -53,17 +53,17 @@ class Subscription:
     catching_up: bool = False
     again: bool = False
     dropped: bool = False
-    early: dict[int, tuple[event_store.EventRow, bytes]] | None = None  # seq -> event that came before its turn
+    early: dict[int, tuple[event_log.EventRow, bytes]] | None = None  # seq -> event that came before its turn
     left: set[str] | None = None  # keys of dialogs this user was removed from, as seen in its events
     replay: asyncio.Future[None] | None = None  # the connection's latest catch-up task
 
-    def still_member(self, row: event_store.EventRow) -> bool:
+    def still_member(self, row: event_log.EventRow) -> bool:
         """Whether the event, next in this user's sequence, is one the user may
         still see.  A message that committed just after the user was removed
         (its recipients were read a moment before the removal committed)
         comes after the user's own ``MemberKicked`` in the sequence, and is
         not pushed; the log read leaves it out the same way
-        (storage/events.py READ_AFTER_SQL)."""
+        (storage/event_log.py READ_AFTER_SQL)."""
         payload = row.payload
         key = payload.get("PkDialog")
         if key is None:
@@ -82,11 +82,11 @@ class Subscription:
         return key not in self.left
 
 
-def event_body(row: event_store.EventRow) -> dict[str, Any]:
+def event_body(row: event_log.EventRow) -> dict[str, Any]:
     return {"Seq": row.seq, "Kind": row.kind, **current_payload(row)}
 
 
-def current_payload(row: event_store.EventRow) -> dict[str, Any]:
+def current_payload(row: event_log.EventRow) -> dict[str, Any]:
     """The payload of an event read from the log, with the message it carries
     as that message is now: a message deleted for everyone has lost its text,
     media and forward everywhere, and an edited one shows only its latest text.
@@ -117,7 +117,7 @@ class _Encoded:
     def __init__(self) -> None:
         self._templates: dict[tuple[int, int], PushTemplate] = {}
 
-    def frame(self, row: event_store.EventRow, codec: int) -> bytes:
+    def frame(self, row: event_log.EventRow, codec: int) -> bytes:
         key = (id(row.payload), codec)
         template = self._templates.get(key)
         if template is None:
@@ -133,7 +133,7 @@ class EventHub:
         self._by_user: dict[int, set[Subscription]] = {}
         self._by_conn: dict[Connection, Subscription] = {}
         self._signals: list[str] = []
-        self._outbox: list[event_store.EventRow] = []  # committed here, pushed on the next loop iteration
+        self._outbox: list[event_log.EventRow] = []  # committed here, pushed on the next loop iteration
         self._flush_scheduled = False
         self._tasks: set[asyncio.Task] = set()
         self.pushed = 0
@@ -179,7 +179,7 @@ class EventHub:
 
     # -- delivery --------------------------------------------------------------------
 
-    def deliver(self, rows: list[event_store.EventRow]) -> None:
+    def deliver(self, rows: list[event_log.EventRow]) -> None:
         """Events this node has just committed: push them here, signal the others.
 
         The fan-out runs as a callback on the next loop iteration, so the
@@ -233,7 +233,7 @@ class EventHub:
         for sub in list(self._by_conn.values()):
             self._start_catch_up(sub)
 
-    def _push(self, sub: Subscription, row: event_store.EventRow, encoded: _Encoded) -> None:
+    def _push(self, sub: Subscription, row: event_log.EventRow, encoded: _Encoded) -> None:
         if sub.dropped or row.seq <= sub.after:
             return
         if sub.catching_up:
@@ -266,7 +266,7 @@ class EventHub:
         if early and not sub.dropped and max(early) > sub.after:
             self._start_catch_up(sub)
 
-    def _send_frame(self, sub: Subscription, row: event_store.EventRow, frame: bytes) -> bool:
+    def _send_frame(self, sub: Subscription, row: event_log.EventRow, frame: bytes) -> bool:
         conn = sub.conn
         transport = conn.transport
         if transport is None or transport.is_closing():
@@ -283,7 +283,7 @@ class EventHub:
             self.pushed += 1
         return True
 
-    def _send(self, sub: Subscription, row: event_store.EventRow) -> bool:
+    def _send(self, sub: Subscription, row: event_log.EventRow) -> bool:
         return self._send_frame(sub, row, encode_push(EVENT, event_body(row), sub.codec))
 
     def _start_catch_up(self, sub: Subscription) -> None:
@@ -305,7 +305,7 @@ class EventHub:
             while not sub.dropped:
                 sub.again = False
                 start = sub.after
-                page = await event_store.read_after(self.db, sub.user_id, start, CATCH_UP_PAGE)
+                page = await event_log.read_after(self.db, sub.user_id, start, CATCH_UP_PAGE)
                 for row in page.rows:
                     await self._paced(sub)
                     if sub.dropped or row.seq <= sub.after:

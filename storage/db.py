@@ -1,9 +1,13 @@
 """The connection pool and named transactions.
 
 Every query goes through ``Database``, so one place maps connection failures to
-``Unavailable`` (503) and one place could time or label transactions.  Areas
-take a ``Database`` (or, inside a transaction, an ``asyncpg.Connection``) and
-never touch the pool directly.
+``StorageUnavailable`` and rollbacks by PostgreSQL to ``StorageBusy``
+(storage/errors.py), and one place could time or label transactions.  Areas
+take a ``Database`` and never touch the pool directly; a transaction is a
+``Database`` too (``atomic`` yields a ``Transaction``), so every storage
+function runs alone or inside one unchanged.  The raw connection
+(``connection``) is only for what needs one session of its own: migrations,
+which hold an advisory lock across their transactions.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from typing import Any
 
 import asyncpg
 
-from protocol.status import Unavailable
+from .errors import StorageBusy, StorageUnavailable
 
 log = logging.getLogger("sessia.storage")
 
@@ -35,20 +39,16 @@ CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
 
 #: Errors after which PostgreSQL has rolled the transaction back and the same
 #: work, tried again, is expected to succeed: the request had no effect, and
-#: the client is told to retry (503), never a 500.
+#: the caller is told to retry (``StorageBusy``), never a 500.
 TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.DeadlockDetectedError,
     asyncpg.SerializationError,
 )
 
 
-def busy() -> Unavailable:
-    return Unavailable("storage busy, try again")
-
-
-def _unavailable(name: str, exc: BaseException) -> Unavailable:
+def _unavailable(name: str, exc: BaseException) -> StorageUnavailable:
     log.warning("database unavailable during %s: %s", name, type(exc).__name__)
-    return Unavailable("storage unavailable, try again shortly")
+    return StorageUnavailable(name)
 
 
 @contextlib.contextmanager
@@ -89,8 +89,8 @@ class Database:
             with unavailable_on_connection_loss(name):
                 yield
         except TRANSIENT_ERRORS as exc:
-            log.warning("%s rolled back by PostgreSQL (%s): answered 503", name, type(exc).__name__)
-            raise busy() from None
+            log.warning("%s rolled back by PostgreSQL (%s): to be tried again", name, type(exc).__name__)
+            raise StorageBusy(name) from None
         finally:
             if self.timings is not None:
                 self.timings.observe(name, time.perf_counter() - started)
@@ -111,20 +111,14 @@ class Database:
         await self.pool.close()
 
     @contextlib.asynccontextmanager
-    async def transaction(self, name: str) -> AsyncIterator[asyncpg.Connection]:
-        """A connection in a transaction; ``name`` labels it in logs."""
-        with self._timed(name):
-            async with self.pool.acquire() as conn, conn.transaction():
-                yield conn
-
-    @contextlib.asynccontextmanager
     async def connection(self, name: str) -> AsyncIterator[asyncpg.Connection]:
+        """A pooled connection of its own, outside any transaction (migrations)."""
         with unavailable_on_connection_loss(name):
             async with self.pool.acquire() as conn:
                 yield conn
 
     async def _call(self, name: str, method: Callable[..., Awaitable[Any]], sql: str, args: tuple) -> Any:
-        """One statement: connection loss becomes ``Unavailable`` and the time
+        """One statement: connection loss becomes ``StorageUnavailable`` and the time
         goes to ``timings``.  Written out rather than as context managers: a
         generator-based one costs a few microseconds per query, and every
         request runs some."""
@@ -153,24 +147,21 @@ class Database:
     async def atomic(self, name: str) -> AsyncIterator[Transaction]:
         """A ``Database`` bound to one transaction: storage functions written
         for ``Database`` run inside it unchanged, so a handler can combine
-        several of them (and the event log) into one commit."""
-        async with self.transaction(name) as conn:
-            yield Transaction(conn)
+        several of them (and the event log) into one commit.  ``name`` labels
+        it in logs and timings; leaving the block by an exception rolls back."""
+        with self._timed(name):
+            async with self.pool.acquire() as conn, conn.transaction():
+                yield Transaction(conn)
 
 
 class Transaction(Database):
     """The ``Database`` interface on one connection inside a transaction.
-    Nested ``transaction()`` calls become savepoints."""
+    ``atomic`` inside it is the same transaction (no savepoint): a function
+    that wants its statements committed together gets that either way."""
 
     def __init__(self, conn: asyncpg.Connection) -> None:  # noqa: D107 - no pool here
         self.conn = conn
         self._target = conn
-
-    @contextlib.asynccontextmanager
-    async def transaction(self, name: str) -> AsyncIterator[asyncpg.Connection]:
-        with unavailable_on_connection_loss(name):
-            async with self.conn.transaction():
-                yield self.conn
 
     @contextlib.asynccontextmanager
     async def connection(self, name: str) -> AsyncIterator[asyncpg.Connection]:

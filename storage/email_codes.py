@@ -27,8 +27,6 @@ import hmac
 import secrets
 from dataclasses import dataclass
 
-import asyncpg
-
 from .db import Database
 
 CODE_DIGITS = 6
@@ -61,7 +59,7 @@ class PendingCode:
 
 
 async def seconds_until_resend(
-    conn: asyncpg.Connection | Database, user_id: int, interval: float, *, purpose: str = "confirm"
+    db: Database, user_id: int, interval: float, *, purpose: str = "confirm"
 ) -> int:
     """Whole seconds before the user may be sent another code (0: now).
 
@@ -72,21 +70,19 @@ async def seconds_until_resend(
         " FROM email_codes WHERE user_id = $1 AND purpose = $3 AND consumed_at IS NULL"
         " AND created_at > now() - make_interval(secs => $2::float8)"
     )
-    if isinstance(conn, Database):
-        wait = await conn.fetchval("email_codes.seconds_until_resend", sql, user_id, interval, purpose)
-    else:
-        wait = await conn.fetchval(sql, user_id, interval, purpose)
+    wait = await db.fetchval("email_codes.seconds_until_resend", sql, user_id, interval, purpose)
     return max(0, wait or 0)
 
 
 async def reserve(
-    conn: asyncpg.Connection, *, user_id: int, email: str, code: str, ttl: float, purpose: str = "confirm"
+    db: Database, *, user_id: int, email: str, code: str, ttl: float, purpose: str = "confirm"
 ) -> int:
     """Store a code for ``email`` that is not usable until ``mark_sent``; returns its id.
 
     The id is drawn first because the hash covers it."""
-    code_id = await conn.fetchval("SELECT nextval(pg_get_serial_sequence('email_codes', 'id'))")
-    await conn.execute(
+    code_id = await db.fetchval("email_codes.reserve", "SELECT nextval(pg_get_serial_sequence('email_codes', 'id'))")
+    await db.execute(
+        "email_codes.reserve",
         "INSERT INTO email_codes (id, user_id, purpose, email, code_hash, expires_at)"
         " VALUES ($1, $2, $6, $3, $4, now() + make_interval(secs => $5::float8))",
         code_id,
@@ -100,17 +96,19 @@ async def reserve(
 
 
 async def mark_sent(
-    conn: asyncpg.Connection, *, code_id: int, user_id: int, ttl: float, purpose: str = "confirm"
+    db: Database, *, code_id: int, user_id: int, ttl: float, purpose: str = "confirm"
 ) -> None:
     """The mail went out: the code becomes the pending one (its lifetime starts
     now) and replaces every older open code of the user."""
-    await conn.execute(
+    await db.execute(
+        "email_codes.mark_sent",
         "UPDATE email_codes SET sent_at = now(), expires_at = now() + make_interval(secs => $2::float8)"
         " WHERE id = $1",
         code_id,
         ttl,
     )
-    await conn.execute(
+    await db.execute(
+        "email_codes.mark_sent",
         "DELETE FROM email_codes WHERE user_id = $1 AND purpose = $3 AND consumed_at IS NULL AND id < $2",
         user_id,
         code_id,
@@ -123,10 +121,11 @@ async def discard(db: Database, code_id: int) -> None:
     await db.execute("email_codes.discard", "DELETE FROM email_codes WHERE id = $1 AND sent_at IS NULL", code_id)
 
 
-async def pending_for_update(conn: asyncpg.Connection, user_id: int, purpose: str = "confirm") -> PendingCode | None:
+async def pending_for_update(db: Database, user_id: int, purpose: str = "confirm") -> PendingCode | None:
     """The user's newest sent, unconfirmed code, locked until the transaction ends
     (two guesses at once are counted one after the other)."""
-    row = await conn.fetchrow(
+    row = await db.fetchrow(
+        "email_codes.pending_for_update",
         "SELECT id, email, code_hash, attempts, expires_at <= now() AS expired FROM email_codes"
         " WHERE user_id = $1 AND purpose = $2 AND sent_at IS NOT NULL AND consumed_at IS NULL"
         " ORDER BY id DESC LIMIT 1 FOR UPDATE",
@@ -136,10 +135,10 @@ async def pending_for_update(conn: asyncpg.Connection, user_id: int, purpose: st
     return PendingCode(**dict(row)) if row is not None else None
 
 
-async def record_failure(conn: asyncpg.Connection, code_id: int) -> int:
+async def record_failure(db: Database, code_id: int) -> int:
     """Count one wrong guess; returns the attempts made so far."""
-    return await conn.fetchval("UPDATE email_codes SET attempts = attempts + 1 WHERE id = $1 RETURNING attempts", code_id)
+    return await db.fetchval("email_codes.record_failure", "UPDATE email_codes SET attempts = attempts + 1 WHERE id = $1 RETURNING attempts", code_id)
 
 
-async def consume(conn: asyncpg.Connection, code_id: int) -> None:
-    await conn.execute("UPDATE email_codes SET consumed_at = now() WHERE id = $1", code_id)
+async def consume(db: Database, code_id: int) -> None:
+    await db.execute("email_codes.consume", "UPDATE email_codes SET consumed_at = now() WHERE id = $1", code_id)

@@ -81,12 +81,13 @@ class Relation:
         return self.theirs == REQUESTED
 
 
-async def lock_pair(conn: asyncpg.Connection, a: int, b: int) -> None:
+async def lock_pair(db: Database, a: int, b: int) -> None:
     """Serialize every change between users a and b until the transaction ends.
 
     Row locks cannot do this alone: the interesting case is two inserts of rows
     that do not exist yet.  The key is the same whichever side asks first."""
-    await conn.execute(
+    await db.execute(
+        "friends.lock_pair",
         "SELECT pg_advisory_xact_lock(hashtextextended(least($1::bigint, $2::bigint)::text"
         " || ':' || greatest($1::bigint, $2::bigint)::text, $3))",
         a,
@@ -95,11 +96,12 @@ async def lock_pair(conn: asyncpg.Connection, a: int, b: int) -> None:
     )
 
 
-async def locked_relation(conn: asyncpg.Connection, me: int, other: int) -> Relation:
+async def locked_relation(db: Database, me: int, other: int) -> Relation:
     """Take the pair lock, then read the relation: what the caller sees stays
     true until its transaction commits."""
-    await lock_pair(conn, me, other)
-    row = await conn.fetchrow(
+    await lock_pair(db, me, other)
+    row = await db.fetchrow(
+        "friends.locked_relation",
         "SELECT EXISTS (SELECT 1 FROM users WHERE id = $2) AS user_exists,"
         " EXISTS (SELECT 1 FROM blocks WHERE blocker_id = $1 AND blocked_id = $2) AS i_blocked,"
         " EXISTS (SELECT 1 FROM blocks WHERE blocker_id = $2 AND blocked_id = $1) AS they_blocked,"
@@ -111,9 +113,10 @@ async def locked_relation(conn: asyncpg.Connection, me: int, other: int) -> Rela
     return Relation(**dict(row))  # type: ignore[arg-type]
 
 
-async def add_request(conn: asyncpg.Connection, owner: int, peer: int, note: str) -> None:
+async def add_request(db: Database, owner: int, peer: int, note: str) -> None:
     """A friend request from ``owner`` to ``peer``; the caller checked there is no row."""
-    await conn.execute(
+    await db.execute(
+        "friends.add_request",
         "INSERT INTO contacts (owner_id, peer_id, state, note) VALUES ($1, $2, 'requested', $3)",
         owner,
         peer,
@@ -121,13 +124,14 @@ async def add_request(conn: asyncpg.Connection, owner: int, peer: int, note: str
     )
 
 
-async def make_friends(conn: asyncpg.Connection, me: int, requester: int, note: str) -> None:
+async def make_friends(db: Database, me: int, requester: int, note: str) -> None:
     """Turn ``requester``'s pending request to ``me`` into a friendship.
 
     The requester keeps the note they wrote with the request; ``note`` is mine.
     ``created_at`` restarts on both rows: lists are ordered by how long a
     relation has been in its current state."""
-    updated = await conn.execute(
+    updated = await db.execute(
+        "friends.make_friends",
         "UPDATE contacts SET state = 'friend', created_at = now(), updated_at = now()"
         " WHERE owner_id = $1 AND peer_id = $2 AND state = 'requested'",
         requester,
@@ -135,7 +139,8 @@ async def make_friends(conn: asyncpg.Connection, me: int, requester: int, note: 
     )
     if updated != "UPDATE 1":
         raise RuntimeError(f"no pending request from {requester} to {me} under the pair lock")
-    await conn.execute(
+    await db.execute(
+        "friends.make_friends",
         "INSERT INTO contacts (owner_id, peer_id, state, note) VALUES ($1, $2, 'friend', $3)"
         " ON CONFLICT (owner_id, peer_id) DO UPDATE"
         " SET state = 'friend', note = EXCLUDED.note, created_at = now(), updated_at = now()",
@@ -145,17 +150,19 @@ async def make_friends(conn: asyncpg.Connection, me: int, requester: int, note: 
     )
 
 
-async def delete_request(conn: asyncpg.Connection, owner: int, peer: int) -> bool:
+async def delete_request(db: Database, owner: int, peer: int) -> bool:
     """Withdraw ``owner``'s pending request to ``peer``; False if there was none."""
-    status = await conn.execute(
+    status = await db.execute(
+        "friends.delete_request",
         "DELETE FROM contacts WHERE owner_id = $1 AND peer_id = $2 AND state = 'requested'", owner, peer
     )
     return status == "DELETE 1"
 
 
-async def remove_friendship(conn: asyncpg.Connection, a: int, b: int) -> bool:
+async def remove_friendship(db: Database, a: int, b: int) -> bool:
     """Delete both friend rows; False if they were not friends."""
-    status = await conn.execute(
+    status = await db.execute(
+        "friends.remove_friendship",
         "DELETE FROM contacts WHERE state = 'friend'"
         " AND ((owner_id = $1 AND peer_id = $2) OR (owner_id = $2 AND peer_id = $1))",
         a,
@@ -164,9 +171,10 @@ async def remove_friendship(conn: asyncpg.Connection, a: int, b: int) -> bool:
     return status != "DELETE 0"
 
 
-async def drop_contacts(conn: asyncpg.Connection, a: int, b: int) -> None:
+async def drop_contacts(db: Database, a: int, b: int) -> None:
     """Forget any friendship or pending request between a and b, both ways."""
-    await conn.execute(
+    await db.execute(
+        "friends.drop_contacts",
         "DELETE FROM contacts WHERE (owner_id = $1 AND peer_id = $2) OR (owner_id = $2 AND peer_id = $1)", a, b
     )
 
@@ -185,17 +193,18 @@ async def set_note(db: Database, owner: int, peer: int, note: str) -> bool:
     return status == "UPDATE 1"
 
 
-async def add_block(conn: asyncpg.Connection, blocker: int, blocked: int) -> bool:
+async def add_block(db: Database, blocker: int, blocked: int) -> bool:
     """Block; False if already blocked."""
-    status = await conn.execute(
+    status = await db.execute(
+        "friends.add_block",
         "INSERT INTO blocks (blocker_id, blocked_id) VALUES ($1, $2) ON CONFLICT DO NOTHING", blocker, blocked
     )
     return status == "INSERT 0 1"
 
 
-async def remove_block(conn: asyncpg.Connection, blocker: int, blocked: int) -> bool:
+async def remove_block(db: Database, blocker: int, blocked: int) -> bool:
     """Unblock (inside the caller's transaction); False if not blocked."""
-    status = await conn.execute("DELETE FROM blocks WHERE blocker_id = $1 AND blocked_id = $2", blocker, blocked)
+    status = await db.execute("friends.remove_block", "DELETE FROM blocks WHERE blocker_id = $1 AND blocked_id = $2", blocker, blocked)
     return status == "DELETE 1"
 
 

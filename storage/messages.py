@@ -1,11 +1,11 @@
 """Messages, their media links, tombstones and per-user hiding.
 
-Sending is the hot path: ``MessageWriter`` gathers the sends that arrive
-while the database is busy and stores them with ``ADD_BATCH_SQL``, one
-statement (one round trip, one implicit transaction, one WAL flush) that checks
-membership, the direct-message block rule and media ownership per message,
-inserts the messages, their media links and their events, and moves the
-dialogs' ``last_message_at``.
+Sending is the hot path: the group commit (server/group_commit.py) gathers
+the sends that arrive while the database is busy and stores them with
+``add_batch`` (``ADD_BATCH_SQL``), one statement (one round trip, one implicit
+transaction, one WAL flush) that checks membership, the direct-message block
+rule and media ownership per message, inserts the messages, their media links
+and their events, and moves the dialogs' ``last_message_at``.
 
 Edits, deletes and hides are one statement each as well; so is the newest
 history page (membership, read marks, page and media: ``HISTORY_NEWEST_SQL``);
@@ -15,37 +15,36 @@ constants so the scale test can EXPLAIN exactly what runs.
 
 from __future__ import annotations
 
-import asyncio
-from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, NamedTuple
 
-import asyncpg
-
-from .db import Database, busy
+from .db import TRANSIENT_ERRORS, Database
 from .dialogs import READER_SQL
+from .errors import StorageBusy
 from .planning import one_key
 
 # -- sending --------------------------------------------------------------------------
 
-#: Group commit: every ``add`` waiting when the writer is free goes into ONE
+#: Group commit: every send waiting when the writer is free goes into ONE
 #: statement (one round trip, one implicit transaction, one WAL flush).  One
 #: element per message: $1 dialog key, $2 author, $3 message key, $4 content,
 #: $5 created_at, $6 the NewMessage event payload (JSON), $7 forwarded message
 #: key or NULL, $8 important; media flattened over all messages: $9 the
 #: message's ordinal (1-based), $10 media key, $11 position; media an author
 #: may attach without owning them (those of a forwarded message): $12 ordinal,
-#: $13 key.
+#: $13 key; and $14 the kind the events of the batch are recorded as.
 #:
 #: Per message it checks membership, the direct-message block rule and media
 #: ownership, inserts the message and its media links; per dialog it moves
 #: ``last_message_at`` once; per recipient it bumps the event counter once by
 #: the number of that recipient's new events and numbers them in message
 #: order.  The event rows go in with the messages: a message is never stored
-#: without its event.  Counter rows are locked in user id order, so batches
-#: and other appends (storage/events.py) cannot deadlock on them, and before
+#: without its event, which names its dialog and carries a copy of it (the
+#: ``dialog_key`` and ``message_key`` of storage/event_log.py).  Counter rows
+#: are locked in user id order, so batches
+#: and other appends (storage/event_log.py) cannot deadlock on them, and before
 #: any message id is drawn, so message ids and event seqs agree across nodes.
 ADD_BATCH_SQL = """
 WITH req AS (
@@ -156,8 +155,8 @@ WITH req AS (
     SELECT rc.n, rc.user_id, b.base + row_number() OVER (PARTITION BY rc.user_id ORDER BY rc.n) AS seq
     FROM recipients rc JOIN bumped b ON b.user_id = rc.user_id
 ), evs AS (
-    INSERT INTO events (user_id, seq, kind, payload, created_at)
-    SELECT nb.user_id, nb.seq, 'NewMessage', r.payload, r.created_at
+    INSERT INTO events (user_id, seq, kind, payload, created_at, dialog_key, message_key)
+    SELECT nb.user_id, nb.seq, $14::text, r.payload, r.created_at, r.dialog_key, r.key
     FROM numbered nb JOIN req r ON r.n = nb.n
 ), per_message AS (
     SELECT n, array_agg(user_id ORDER BY user_id) AS users, array_agg(seq ORDER BY user_id) AS seqs
@@ -183,7 +182,7 @@ ORDER BY c.n
 
 @dataclass(frozen=True, slots=True)
 class NewMessage:
-    """One ``add`` as the writer takes it.  ``forwarded_media``: media the
+    """One message to store, as ``add_batch`` takes it.  ``forwarded_media``: media the
     author may attach without owning them (those of the forwarded message)."""
 
     dialog_key: str
@@ -201,7 +200,7 @@ class NewMessage:
 
 @dataclass(frozen=True, slots=True)
 class Sent:
-    """What an ``add`` did.  ``dialog_id`` None: not a member (or no such
+    """What storing a message did.  ``dialog_id`` None: not a member (or no such
     dialog).  ``created`` False with ``author_id`` set: the key was already
     used, by that author."""
 
@@ -214,8 +213,9 @@ class Sent:
     source_gone: bool = False  # a forward whose source was deleted, hidden or left meanwhile
 
 
-def batch_args(batch: Sequence[NewMessage]) -> tuple[Any, ...]:
-    """``ADD_BATCH_SQL``'s parameters for these messages, in order."""
+def batch_args(batch: Sequence[NewMessage], event_kind: str) -> tuple[Any, ...]:
+    """``ADD_BATCH_SQL``'s parameters for these messages, their events
+    recorded as ``event_kind``, in order."""
     media_n: list[int] = []
     media_k: list[str] = []
     media_p: list[int] = []
@@ -233,7 +233,7 @@ def batch_args(batch: Sequence[NewMessage]) -> tuple[Any, ...]:
         [m.dialog_key for m in batch], [m.author_id for m in batch], [m.key for m in batch],
         [m.content for m in batch], [m.created_at for m in batch], [m.event_payload for m in batch],
         [m.forwarded_key for m in batch], [m.important for m in batch],
-        media_n, media_k, media_p, allowed_n, allowed_k,
+        media_n, media_k, media_p, allowed_n, allowed_k, event_kind,
     )
 
 
@@ -251,110 +251,17 @@ def _sent(row: Any) -> Sent | None:
     return Sent(row["dialog_id"], created=row["new_id"] is not None, author_id=row["author_id"], events=events)
 
 
-class MessageWriter:
-    """Group commit of sends.
-
-    ``add`` queues a message and returns once the statement that stored it has
-    committed, so an answer still means "durable".  While one batch is in the
-    database the next one gathers: under load many sends share a statement, a
-    transaction and a WAL flush, and the locks on dialogs and recipients'
-    event counters are taken once per batch instead of once per message.  An
-    idle server runs a lone send at once (the batch starts on the next loop
-    iteration, after the requests that arrived together have queued theirs).
-
-    One batch at a time: batches then never wait for each other's locks, and
-    message ids, event seqs and commit order agree.  A batch never holds two
-    messages with the same dialog and key (the later one waits for the next
-    batch), so a retried send is answered as a retry, not as a conflict.
-    """
-
-    #: Times a message is tried again when its key was committed concurrently
-    #: by another statement, or its batch was chosen as a deadlock victim.
-    RETRIES = 3
-
-    def __init__(self, db: Database, *, max_batch: int = 512) -> None:
-        self.db = db
-        self.max_batch = max_batch
-        self._queue: deque[tuple[NewMessage, asyncio.Future[Sent], int]] = deque()
-        self._running = False
-
-    async def add(self, message: NewMessage) -> Sent:
-        """Store ``message`` (see ``NewMessage``); an existing key is not
-        inserted again: the answer names the earlier message's author so a
-        retried send is recognised (same author) and a foreign key refused."""
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[Sent] = loop.create_future()
-        self._queue.append((message, future, 0))
-        if not self._running:
-            self._running = True
-            loop.call_soon(self._start)
-        return await future
-
-    def _start(self) -> None:
-        task = asyncio.ensure_future(self._drain())
-        task.add_done_callback(self._drained)
-
-    def _drained(self, task: asyncio.Task) -> None:
-        self._running = False
-        if task.cancelled():
-            return
-        if self._queue:  # queued while the last batch was finishing, or after an error
-            self._running = True
-            self._start()
-
-    async def _drain(self) -> None:
-        while self._queue:
-            batch = self._take()
-            try:
-                rows = await self.db.fetch("messages.add", ADD_BATCH_SQL, *batch_args([m for m, _, _ in batch]))
-            except asyncpg.DeadlockDetectedError:
-                self._retry(batch, busy())
-                continue
-            except Exception as exc:
-                for _, future, _ in batch:
-                    if not future.done():
-                        future.set_exception(exc)
-                continue
-            except BaseException:
-                for _, future, _ in batch:
-                    future.cancel()
-                raise
-            again = []
-            for (message, future, tries), row in zip(batch, rows, strict=True):
-                sent = _sent(row)
-                if sent is None:
-                    again.append((message, future, tries))
-                elif not future.done():
-                    future.set_result(sent)
-            if again:
-                self._retry(again, RuntimeError("message key neither inserted nor found"))
-
-    def _take(self) -> list[tuple[NewMessage, asyncio.Future[Sent], int]]:
-        batch: list[tuple[NewMessage, asyncio.Future[Sent], int]] = []
-        held = []
-        seen: set[tuple[str, str]] = set()
-        queue = self._queue
-        while queue and len(batch) < self.max_batch:
-            item = queue.popleft()
-            if item[1].done():  # the caller went away (cancelled)
-                continue
-            ident = (item[0].dialog_key, item[0].key)
-            if ident in seen:
-                held.append(item)
-            else:
-                seen.add(ident)
-                batch.append(item)
-        queue.extendleft(reversed(held))
-        return batch
-
-    def _retry(self, items: list[tuple[NewMessage, asyncio.Future[Sent], int]], exc: BaseException) -> None:
-        for message, future, tries in reversed(items):
-            if future.done():
-                continue
-            if tries + 1 >= self.RETRIES:
-                future.set_exception(exc)
-            else:
-                self._queue.appendleft((message, future, tries + 1))
+async def add_batch(db: Database, batch: Sequence[NewMessage], event_kind: str) -> list[Sent | None]:
+    """Store a batch of messages and their events (recorded as ``event_kind``)
+    in one statement (``ADD_BATCH_SQL``); one outcome per message, in order
+    (None: to be tried again, see ``_sent``).  The caller (the group commit,
+    server/group_commit.py) never puts two messages with the same dialog and
+    key in one batch.  A deadlock is ``StorageBusy``: nothing was stored."""
+    try:
+        rows = await db.fetch("messages.add", ADD_BATCH_SQL, *batch_args(batch, event_kind))
+    except TRANSIENT_ERRORS:
+        raise StorageBusy("messages.add") from None
+    return [_sent(row) for row in rows]
 
 
 # -- edit, delete, hide ------------------------------------------------------------------
@@ -458,7 +365,9 @@ class MessageRow(NamedTuple):
     """One stored message.  A NamedTuple built straight from the record (the
     page queries select exactly these columns in this order): a history page
     makes fifty of them, and a tuple is several times cheaper to build than a
-    frozen dataclass."""
+    frozen dataclass.  ``read``: on the newest page, for the reader's own
+    message whether another member has read it, for others' whether the
+    reader has; None where a query does not work it out."""
 
     id: int
     key: str
@@ -471,6 +380,7 @@ class MessageRow(NamedTuple):
     important: bool
     media: Sequence[str]
     positions: Sequence[int]
+    read: bool | None = None
 
 
 _VISIBLE = """
@@ -486,7 +396,7 @@ def _with_media(inner: str, order: str) -> str:
     return f"""
 SELECT m.id, m.key, m.author_id, m.content, m.created_at, m.updated_at, m.deleted_at,
        m.forwarded_key, m.important, coalesce(media.keys, '{{}}') AS media,
-       coalesce(media.positions, '{{}}') AS positions
+       coalesce(media.positions, '{{}}') AS positions, NULL::boolean AS read
 FROM ({inner}) AS m
 LEFT JOIN LATERAL (
     SELECT array_agg(mm.media_key ORDER BY mm.position, mm.media_key) AS keys,
@@ -544,21 +454,11 @@ async def page_since(
 
 # -- the newest page: membership, read marks and the page in one statement ---------------
 
-#: The API's date text (``protocol.requests.dialogs.format_date``), made by
-#: PostgreSQL: ISO 8601 in UTC, always six fraction digits, ``Z``; ``''`` when
-#: unset.  Costs PostgreSQL ~0.4 µs a date and saves the server decoding a
-#: ``datetime`` and formatting it (~2 µs), for every message of a page.
-_API_DATE = """coalesce(to_char({} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'), '')"""
-
 #: $1 dialog key, $2 reader, $3 take, $4 skip: GetMessages' newest page, newest
 #: first, in one round trip.  No row when the reader is not a member (or there
 #: is no such dialog); one row of NULLs for an empty page.
 #:
-#: Columns, in this order (``newest_page`` callers unpack them by position):
-#: read, key, author_id, content, date, update_at, delete_at (date text, ``''``
-#: when unset), forwarded_key (``''`` when none), important, media keys and
-#: their positions (NULL when none).  ``read``: for the reader's own message,
-#: whether another member has read it; for others', whether the reader has.
+#: Columns: ``MessageRow``'s, in its order, ``read`` worked out.
 #:
 #: ``r`` is ``storage.dialogs.READER_SQL``, materialized so that its subquery
 #: runs once, not once per message; the page is the visible messages newest
@@ -589,10 +489,10 @@ WITH r AS MATERIALIZED ({READER_SQL}), page AS MATERIALIZED (
     FROM r JOIN message_media mm ON mm.dialog_id = r.id AND mm.message_id = ANY (ARRAY(SELECT id FROM page))
     GROUP BY mm.message_id
 )
-SELECT m.id <= CASE WHEN m.author_id = $2 THEN r.others ELSE r.mine END AS read,
-       m.key, m.author_id, m.content,
-       {_API_DATE.format("m.created_at")}, {_API_DATE.format("m.updated_at")}, {_API_DATE.format("m.deleted_at")},
-       coalesce(m.forwarded_key, ''), m.important, media.keys, media.positions
+SELECT m.id, m.key, m.author_id, m.content, m.created_at, m.updated_at, m.deleted_at,
+       m.forwarded_key, m.important, coalesce(media.keys, '{{}}') AS media,
+       coalesce(media.positions, '{{}}') AS positions,
+       m.id <= CASE WHEN m.author_id = $2 THEN r.others ELSE r.mine END AS read
 FROM r
 LEFT JOIN page m ON true
 LEFT JOIN media ON media.message_id = m.id
@@ -602,15 +502,15 @@ ORDER BY m.id DESC
 
 async def newest_page(
     db: Database, dialog_key: str, reader_id: int, *, take: int, skip: int
-) -> list[asyncpg.Record] | None:
-    """GetMessages' newest page as rows of ``HISTORY_NEWEST_SQL``'s columns,
-    ready for the answer; None when ``reader_id`` is not a member of the dialog."""
+) -> list[MessageRow] | None:
+    """GetMessages' newest page, newest first, with ``read`` worked out; None
+    when ``reader_id`` is not a member of the dialog."""
     rows = await db.fetch("messages.newest_page", HISTORY_NEWEST_SQL, dialog_key, reader_id, take, skip)
     if not rows:
         return None
-    if rows[0][1] is None:  # a member; no message on this page
+    if rows[0][0] is None:  # a member; no message on this page
         return []
-    return rows
+    return [MessageRow._make(r) for r in rows]
 
 
 #: $1 reader, $2 message key: a message the reader can see, in any of their dialogs.

@@ -5,8 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-import asyncpg
-
 from .db import Database
 
 
@@ -26,7 +24,7 @@ _COLUMNS = "id, user_id, device_id, client_name, client_hashcert, client_version
 
 
 async def create_session(
-    conn: asyncpg.Connection | Database,
+    db: Database,
     *,
     user_id: int,
     token_hash: bytes,
@@ -44,10 +42,7 @@ async def create_session(
         f" RETURNING {_COLUMNS}"
     )
     args = (user_id, token_hash, device_id, device_os, device_mac, device_hostname, client_name, client_hashcert, client_version)
-    if isinstance(conn, Database):
-        row = await conn.fetchrow("sessions.create", sql, *args)
-    else:
-        row = await conn.fetchrow(sql, *args)
+    row = await db.fetchrow("sessions.create", sql, *args)
     return SessionRow(**dict(row))  # type: ignore[arg-type]
 
 
@@ -56,11 +51,11 @@ async def find_by_token_hash(db: Database, token_hash: bytes) -> SessionRow | No
     return SessionRow(**dict(row)) if row else None
 
 
-async def lock_live(conn: asyncpg.Connection, session_id: int) -> bool:
+async def lock_live(db: Database, session_id: int) -> bool:
     """Whether the session is live, holding its row until the transaction
     ends: a revocation that committed first is seen, one that comes second
     waits for the caller's change to commit."""
-    return bool(await conn.fetchval("SELECT revoked_at IS NULL FROM sessions WHERE id = $1 FOR SHARE", session_id))
+    return bool(await db.fetchval("sessions.lock_live", "SELECT revoked_at IS NULL FROM sessions WHERE id = $1 FOR SHARE", session_id))
 
 
 async def revoke(db: Database, session_id: int) -> bool:
@@ -71,16 +66,13 @@ async def revoke(db: Database, session_id: int) -> bool:
     return status.endswith(" 1")
 
 
-async def revoke_all_for_user(db: Database | asyncpg.Connection, user_id: int, except_session_id: int | None = None) -> list[int]:
+async def revoke_all_for_user(db: Database, user_id: int, except_session_id: int | None = None) -> list[int]:
     """Revoke every live session of a user but one; returns the revoked ids."""
     sql = (
         "UPDATE sessions SET revoked_at = now() WHERE user_id = $1 AND revoked_at IS NULL"
         " AND id IS DISTINCT FROM $2 RETURNING id"
     )
-    if isinstance(db, Database):
-        rows = await db.fetch("sessions.revoke_all", sql, user_id, except_session_id)
-    else:
-        rows = await db.fetch(sql, user_id, except_session_id)
+    rows = await db.fetch("sessions.revoke_all", sql, user_id, except_session_id)
     return [r["id"] for r in rows]
 
 

@@ -19,9 +19,8 @@ from datetime import datetime
 
 import asyncpg
 
-from protocol.status import Conflict
-
 from .db import Database
+from .errors import IdentityTaken
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,11 +50,12 @@ def _user(row: asyncpg.Record | None) -> User | None:
     return User(**dict(row)) if row is not None else None
 
 
-async def create_user(conn: asyncpg.Connection, login: str, email: str, password_hash: str) -> User:
+async def create_user(db: Database, login: str, email: str, password_hash: str) -> User:
     """Insert an account; a taken login or email (by identity key, or
-    case-insensitively for the database) is a Conflict."""
+    case-insensitively for the database) is ``IdentityTaken``."""
     try:
-        row = await conn.fetchrow(
+        row = await db.fetchrow(
+            "users.create_user",
             "INSERT INTO users (login, email, nickname, password_hash, login_key, email_key)"
             f" VALUES ($1, $2, $1, $3, $4, $5) RETURNING {_COLUMNS}",
             login,
@@ -66,8 +66,8 @@ async def create_user(conn: asyncpg.Connection, login: str, email: str, password
         )
     except asyncpg.UniqueViolationError as exc:
         if "email" in (exc.constraint_name or ""):
-            raise Conflict("email is already registered") from None
-        raise Conflict("login is already taken") from None
+            raise IdentityTaken("email") from None
+        raise IdentityTaken("login") from None
     return _user(row)  # type: ignore[return-value]
 
 
@@ -102,12 +102,9 @@ async def find_for_login(db: Database, email_or_login: str) -> User | None:
     )
 
 
-async def set_password_hash(conn: asyncpg.Connection | Database, user_id: int, password_hash: str) -> None:
+async def set_password_hash(db: Database, user_id: int, password_hash: str) -> None:
     sql = "UPDATE users SET password_hash = $2, updated_at = now() WHERE id = $1"
-    if isinstance(conn, Database):
-        await conn.execute("users.set_password", sql, user_id, password_hash)
-    else:
-        await conn.execute(sql, user_id, password_hash)
+    await db.execute("users.set_password", sql, user_id, password_hash)
 
 
 async def count(db: Database) -> int:
@@ -117,37 +114,36 @@ async def count(db: Database) -> int:
 # -- profiles --------------------------------------------------------------------------
 
 
-async def lock_for_update(conn: asyncpg.Connection, user_id: int) -> User | None:
+async def lock_for_update(db: Database, user_id: int) -> User | None:
     """Read the user and hold its row until the transaction ends, so that two
     requests changing the same account's email run one after the other.  (``NO
     KEY`` lock: rows referencing the user, like new messages, are not held up.)"""
-    return _user(await conn.fetchrow(f"SELECT {_COLUMNS} FROM users WHERE id = $1 FOR NO KEY UPDATE", user_id))
+    return _user(await db.fetchrow("users.lock_for_update", f"SELECT {_COLUMNS} FROM users WHERE id = $1 FOR NO KEY UPDATE", user_id))
 
 
-async def email_owner(conn: asyncpg.Connection | Database, email: str) -> int | None:
+async def email_owner(db: Database, email: str) -> int | None:
     """The id of the account registered with ``email`` (by identity key), if any."""
     sql = "SELECT id FROM users WHERE email_key = $1"
-    if isinstance(conn, Database):
-        return await conn.fetchval("users.email_owner", sql, identity_key(email))
-    return await conn.fetchval(sql, identity_key(email))
+    return await db.fetchval("users.email_owner", sql, identity_key(email))
 
 
-async def set_confirmed_email(conn: asyncpg.Connection, user_id: int, email: str) -> None:
+async def set_confirmed_email(db: Database, user_id: int, email: str) -> None:
     """Make ``email`` the user's confirmed address.  Another account holding it
-    (registered since the code was sent) is a Conflict."""
+    (registered since the code was sent) is ``IdentityTaken``."""
     try:
-        await conn.execute(
+        await db.execute(
+            "users.set_confirmed_email",
             "UPDATE users SET email = $2, email_key = $3, email_confirmed = true, updated_at = now() WHERE id = $1",
             user_id,
             email,
             identity_key(email),
         )
     except asyncpg.UniqueViolationError:
-        raise Conflict("email is already registered") from None
+        raise IdentityTaken("email") from None
 
 
 async def update_profile(
-    conn: asyncpg.Connection,
+    db: Database,
     user_id: int,
     *,
     nickname: str | None = None,
@@ -155,7 +151,8 @@ async def update_profile(
     password_hash: str | None = None,
 ) -> None:
     """Change any of nickname, photo and password hash in one statement; None keeps a value."""
-    await conn.execute(
+    await db.execute(
+        "users.update_profile",
         "UPDATE users SET nickname = coalesce($2, nickname), photo_key = coalesce($3, photo_key),"
         " password_hash = coalesce($4, password_hash), updated_at = now() WHERE id = $1",
         user_id,

@@ -15,7 +15,7 @@ from ..routes import Call, route
 from ..sessions import Session, new_token, token_hash
 
 
-async def open_session(conn: Any, user_id: int, sessia: Sessia) -> tuple[str, Session]:
+async def open_session(tx: Any, user_id: int, sessia: Sessia) -> tuple[str, Session]:
     """Create a session row for this device, inside the caller's transaction;
     returns the token and the session, which the caller caches once the
     transaction has committed."""
@@ -23,7 +23,7 @@ async def open_session(conn: Any, user_id: int, sessia: Sessia) -> tuple[str, Se
     digest = token_hash(token)
     client = sessia.client
     row = await session_store.create_session(
-        conn,
+        tx,
         user_id=user_id,
         token_hash=digest,
         device_id=sessia.device.deviceid,
@@ -49,9 +49,9 @@ async def registration(call: Call) -> dict[str, Any]:
     if taken == "login":
         raise Conflict("login is already taken")
     password_hash = await call.app.passwords.hash(req.password)
-    async with call.app.db.transaction("registration") as conn:
-        user = await users.create_user(conn, req.login, req.email, password_hash)
-        token, session = await open_session(conn, user.id, req.sessia)
+    async with call.app.db.atomic("registration") as tx:
+        user = await users.create_user(tx, req.login, req.email, password_hash)
+        token, session = await open_session(tx, user.id, req.sessia)
     call.app.sessions.add(session)
     return ok("Operation done", Tocken=token, Id=user.id)
 
@@ -73,17 +73,17 @@ async def auth(call: Call) -> dict[str, Any]:
     if not verified or user is None:
         raise Unauthorized("wrong email or password")
     rehashed = await call.app.passwords.hash(req.password) if call.app.passwords.needs_rehash(user.password_hash) else None
-    async with call.app.db.transaction("auth.open_session") as conn:
+    async with call.app.db.atomic("auth.open_session") as tx:
         # The password was checked against the hash read before the verify;
         # a password change or reset that committed since then wins: the
         # session opens only while the account's hash is still that one (and
         # a change that comes second revokes the session made here).
-        now = await users.lock_for_update(conn, user.id)
+        now = await users.lock_for_update(tx, user.id)
         if now is None or now.password_hash != user.password_hash:
             raise Unauthorized("wrong email or password")
         if rehashed is not None:
-            await users.set_password_hash(conn, user.id, rehashed)
-        token, session = await open_session(conn, user.id, req.sessia)
+            await users.set_password_hash(tx, user.id, rehashed)
+        token, session = await open_session(tx, user.id, req.sessia)
     call.app.sessions.add(session)
     return ok("Operation done", Tocken=token, Id=user.id)
 

@@ -33,10 +33,12 @@ from protocol.requests.devices import (
 from protocol.status import NotFound, SessiaError, Unavailable, Unprocessable, ok
 from storage import email_codes, users
 from storage import sessions as session_store
+from storage.errors import StorageError
 
 from ..mail import code_lifetime
 from ..routes import Call, route
 from ..sessions import Revocation, Session
+from ..storage_errors import status_for
 
 if TYPE_CHECKING:
     from ..app import App
@@ -135,6 +137,8 @@ def _finished(task: asyncio.Task) -> None:
     _background.discard(task)
     if not task.cancelled() and task.exception() is not None:
         exc = task.exception()
+        if isinstance(exc, StorageError):  # db.py has logged why
+            exc = status_for(exc)
         if isinstance(exc, SessiaError):  # the mailer has logged why
             log.info("reset code not sent: %s", exc.message)
         else:
@@ -149,21 +153,21 @@ async def mail_reset_code(app: App, email: str) -> None:
     if user is None or not user.email_confirmed:
         return
     code = email_codes.new_code()
-    async with app.db.transaction("reset.reserve") as conn:
-        await users.lock_for_update(conn, user.id)  # one request at a time per account
-        if await email_codes.seconds_until_resend(conn, user.id, cfg.email_code_resend_interval, purpose=RESET):
+    async with app.db.atomic("reset.reserve") as tx:
+        await users.lock_for_update(tx, user.id)  # one request at a time per account
+        if await email_codes.seconds_until_resend(tx, user.id, cfg.email_code_resend_interval, purpose=RESET):
             log.info("reset code for user %d not sent: one was sent recently", user.id)
             return
         code_id = await email_codes.reserve(
-            conn, user_id=user.id, email=user.email, code=code, ttl=cfg.email_code_ttl, purpose=RESET
+            tx, user_id=user.id, email=user.email, code=code, ttl=cfg.email_code_ttl, purpose=RESET
         )
     try:
         await app.mailer.send(user.email, RESET_SUBJECT, reset_mail_text(code, cfg.email_code_ttl))
     except BaseException:
         await email_codes.discard(app.db, code_id)
         raise
-    async with app.db.transaction("reset.sent") as conn:
-        await email_codes.mark_sent(conn, code_id=code_id, user_id=user.id, ttl=cfg.email_code_ttl, purpose=RESET)
+    async with app.db.atomic("reset.sent") as tx:
+        await email_codes.mark_sent(tx, code_id=code_id, user_id=user.id, ttl=cfg.email_code_ttl, purpose=RESET)
 
 
 def reset_mail_text(code: str, ttl: float) -> str:
@@ -186,8 +190,8 @@ async def set_new_password(call: Call, req: ResetPassword) -> None:
     user = await users.find_for_login(app.db, req.email)
     if user is None or not user.email_confirmed:
         raise Unprocessable(WRONG_RESET_CODE)
-    async with app.db.transaction("reset.confirm") as conn:
-        pending = await email_codes.pending_for_update(conn, user.id, RESET)
+    async with app.db.atomic("reset.confirm") as tx:
+        pending = await email_codes.pending_for_update(tx, user.id, RESET)
         usable = (
             pending is not None
             and not pending.expired
@@ -197,11 +201,11 @@ async def set_new_password(call: Call, req: ResetPassword) -> None:
         right = usable and pending.matches(req.code)  # type: ignore[union-attr, arg-type]
         if right:
             password_hash = await app.passwords.hash(req.new_password)  # type: ignore[arg-type]
-            await email_codes.consume(conn, pending.id)  # type: ignore[union-attr]
-            await users.set_password_hash(conn, user.id, password_hash)
-            await session_store.revoke_all_for_user(conn, user.id, None)
+            await email_codes.consume(tx, pending.id)  # type: ignore[union-attr]
+            await users.set_password_hash(tx, user.id, password_hash)
+            await session_store.revoke_all_for_user(tx, user.id, None)
         elif usable:
-            await email_codes.record_failure(conn, pending.id)  # type: ignore[union-attr]
+            await email_codes.record_failure(tx, pending.id)  # type: ignore[union-attr]
     if not right:
         raise Unprocessable(WRONG_RESET_CODE)
     # After the commit: see App.sessions_ended.

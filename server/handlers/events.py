@@ -6,7 +6,7 @@ from typing import Any
 
 from protocol.requests.events import GET_EVENTS, SUBSCRIBE, UNSUBSCRIBE, GetEvents, Subscribe
 from protocol.status import ok
-from storage import events as event_store
+from storage import event_log
 
 from ..events import event_body
 from ..routes import Call, route
@@ -23,11 +23,11 @@ MAX_SCANS = 10
 async def subscribe(call: Call) -> dict[str, Any]:
     req = Subscribe.parse(call.body)
     if req.after is None:
-        after = await event_store.last_seq(call.app.db, call.user_id)
+        after = await event_log.last_seq(call.app.db, call.user_id)
     else:
         after = req.after
         # Refuse a position older than the log keeps (410 with LastSeq).
-        await event_store.read_after(call.app.db, call.user_id, after, 0)
+        await event_log.read_after(call.app.db, call.user_id, after, 0)
     session = call.session
     assert session is not None
     # The session may have been revoked while the log was read: subscribe
@@ -55,10 +55,10 @@ async def get_events(call: Call) -> dict[str, Any]:
     size = EVENT_BYTES * scan
     await call.conn.room_for(size)
     try:
-        rows: list[event_store.EventRow] = []
+        rows: list[event_log.EventRow] = []
         after = req.after
         for _ in range(MAX_SCANS):
-            page = await event_store.read_after(call.app.db, call.user_id, after, scan)
+            page = await event_log.read_after(call.app.db, call.user_id, after, scan)
             rows += page.rows
             if len(rows) >= req.take or page.through >= page.last_seq or page.through == after:
                 break

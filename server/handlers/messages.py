@@ -17,7 +17,6 @@ import orjson
 from protocol import events as ev
 from protocol.answers import MessageItem
 from protocol.requests import GET_DEL_MESSAGES, GET_MESSAGES, SEND_MESSAGE
-from protocol.requests.dialogs import format_date
 from protocol.requests.messages import (
     ADD,
     DELETE,
@@ -30,7 +29,6 @@ from protocol.requests.messages import (
 )
 from protocol.status import Conflict, Forbidden, Gone, NotFound, ok
 from storage import dialogs as dialog_store
-from storage import events as event_store
 from storage import messages as message_store
 from storage.messages import MessageRow
 
@@ -49,14 +47,12 @@ def new_message_key() -> str:
     return secrets.token_hex(16)
 
 
-def message_out(m: message_store.MessageRow, read: bool | str = "") -> dict[str, Any]:
-    """The original's ``Msg`` item; unset dates are empty strings as there.
-    ``read``: for a reader's own message, whether another member has read it;
-    for others' messages, whether the reader has ("" where not computed)."""
-    fields = (read, m.key, m.author_id, m.content, format_date(m.created_at), format_date(m.updated_at),
-              format_date(m.deleted_at), m.forwarded_key or "", m.important, list(m.media) or None,
-              list(m.positions) or None)
-    return page_out((fields,))[0]
+def message_out(m: message_store.MessageRow, read: bool | None = None) -> dict[str, Any]:
+    """The ``Msg`` item of a stored message (``MessageItem``).  ``read``: for
+    a reader's own message, whether another member has read it; for others'
+    messages, whether the reader has (None where not computed: ``""``)."""
+    return MessageItem(m.key, m.author_id, m.created_at, m.content, m.updated_at, m.deleted_at,
+                       m.forwarded_key, m.important, m.media, m.positions, read).to_wire()
 
 
 @route(SEND_MESSAGE)
@@ -87,6 +83,8 @@ async def _add(call: Call, req: SendMessage) -> dict[str, Any]:
                      req.important, tuple(media), tuple(positions))
     body = {"PkDialog": req.dialog, "Msg": message_out(msg, False)}
     payload = orjson.dumps(body).decode()
+    # The writer pushes the events it commits, with ``body``: the same map as
+    # the JSON stored, so a push and a later read of the log agree byte for byte.
     sent = await call.app.message_writer.add(message_store.NewMessage(
         dialog_key=req.dialog,
         author_id=call.user_id,
@@ -99,7 +97,7 @@ async def _add(call: Call, req: SendMessage) -> dict[str, Any]:
         forwarded_media=tuple(forwarded_media),
         forwarded_key=req.forwarded_key,
         important=req.important,
-    ))
+    ), body)
     if sent.dialog_id is None:
         raise NotFound(DIALOG_NOT_FOUND)
     if sent.blocked:
@@ -111,10 +109,6 @@ async def _add(call: Call, req: SendMessage) -> dict[str, Any]:
         raise NotFound(f"message.hash: media {keys} not found among your uploads")
     if sent.author_id != call.user_id:
         raise Conflict("message.infoMessage.msgkey: already used by another message in this dialog")
-    if sent.events:
-        call.app.events.deliver(
-            [event_store.EventRow(user, seq, ev.NEW_MESSAGE, body, created_at) for user, seq in sent.events]
-        )
     return ok("Message sent" if sent.created else "Message already sent", msgkey=key)
 
 
@@ -217,29 +211,15 @@ async def _messages(call: Call, req: GetMessages) -> dict[str, Any]:
     return ok("Message found" if req.msgkey is not None else "List formed", Msg=out)
 
 
-def page_out(rows: Sequence[Sequence[Any]]) -> list[dict[str, Any]]:
-    """The one definition of the ``Msg`` item, from rows of
-    ``message_store.newest_page``'s columns (read, key, author, content, the
-    three dates as the API's text, forwarded key, important, media,
-    positions): the newest page is the hot read, and its rows come ready."""
+def page_out(rows: Sequence[message_store.MessageRow]) -> list[dict[str, Any]]:
+    """The ``Msg`` items of a page, each row's own ``read`` included (the
+    newest page works it out in its query).  The hot read: the rows are
+    unpacked by position rather than by attribute."""
     return [
-        {
-            "infoMessage": {
-                "msgKey": key,
-                "idUser": author_id,
-                "date": date,
-                "content": content,
-                "updateAt": update_at,
-                "deleteAt": delete_at,
-                "forwardedKey": forwarded_key,
-                "read": read,
-                "important": important,
-            },
-            "hash": media,
-            "order": positions,
-        }
-        for read, key, author_id, content, date, update_at, delete_at, forwarded_key, important, media, positions
-        in rows
+        MessageItem(key, author_id, created_at, content, updated_at, deleted_at, forwarded_key, important,
+                    media, positions, read).to_wire()
+        for _, key, author_id, content, created_at, updated_at, deleted_at, forwarded_key, important, media,
+        positions, read in rows
     ]
 
 

@@ -26,13 +26,14 @@ from protocol.status import (
 )
 from storage import email_codes, media, users
 from storage import sessions as session_store
+from storage.errors import StorageError
 
 from ..mail import code_lifetime
 from ..routes import Call, route
 from ..sessions import Revocation, Session
 
 if TYPE_CHECKING:
-    import asyncpg
+    from storage.db import Database
 
 NICKNAME_CHANGED = "nickname changed"
 PASSWORD_CHANGED = "password changed"
@@ -49,8 +50,8 @@ async def email(call: Call) -> dict[str, Any]:
     req = Email.parse(call.body)
     if req.sends:
         code_id = await send_code(call, await current_user(call), req.email)  # type: ignore[arg-type]
-        async with call.app.db.transaction("email.sent") as conn:
-            await email_codes.mark_sent(conn, code_id=code_id, user_id=call.user_id, ttl=call.app.config.email_code_ttl)
+        async with call.app.db.atomic("email.sent") as tx:
+            await email_codes.mark_sent(tx, code_id=code_id, user_id=call.user_id, ttl=call.app.config.email_code_ttl)
         return ok("code sent to the email")
     await confirm_code(call, req.code)  # type: ignore[arg-type]
     return ok("email confirmed")
@@ -83,7 +84,7 @@ async def change_user(call: Call) -> dict[str, Any]:
     code_id = await send_code(call, me, req.email) if req.email is not None else None
     try:
         await apply_change(call, session, me, req, new_hash, code_id)
-    except SessiaError:
+    except (SessiaError, StorageError):
         if code_id is not None:  # refused after the mail went: its code must not become usable
             await email_codes.discard(call.app.db, code_id)
         raise
@@ -97,25 +98,25 @@ async def apply_change(
 ) -> None:
     """ChangeUser's one transaction, which decides again against rows that
     cannot change until it commits."""
-    async with call.app.db.transaction("change_user") as conn:
+    async with call.app.db.atomic("change_user") as tx:
         # Decided again against rows that cannot change until this commits:
         # the session must still be live, and a password change needs the
         # password it checked to still be the account's (two changes with
         # the same old password: the second is refused, not applied).
-        locked = await users.lock_for_update(conn, me.id)  # the account's row first, its sessions after
+        locked = await users.lock_for_update(tx, me.id)  # the account's row first, its sessions after
         if locked is None:
             raise Unauthorized("account no longer exists")
-        if not await session_store.lock_live(conn, session.id):
+        if not await session_store.lock_live(tx, session.id):
             raise Unauthorized("invalid or revoked token")
         if new_hash is not None and locked.password_hash != me.password_hash:
             raise Forbidden("old password is wrong")
         if code_id is not None:
-            await email_codes.mark_sent(conn, code_id=code_id, user_id=me.id, ttl=call.app.config.email_code_ttl)
+            await email_codes.mark_sent(tx, code_id=code_id, user_id=me.id, ttl=call.app.config.email_code_ttl)
         await users.update_profile(
-            conn, me.id, nickname=req.nickname, photo_key=req.image_key, password_hash=new_hash
+            tx, me.id, nickname=req.nickname, photo_key=req.image_key, password_hash=new_hash
         )
         if new_hash is not None:
-            await session_store.revoke_all_for_user(conn, me.id, session.id)
+            await session_store.revoke_all_for_user(tx, me.id, session.id)
 
 
 def count_attempts(call: Call, req: ChangeUser) -> None:
@@ -184,10 +185,10 @@ def check_address(me: users.User, email: str, owner: int | None) -> None:
         raise Conflict("email is already confirmed")
 
 
-async def check_resend_interval(call: Call, conn: asyncpg.Connection | None = None) -> None:
+async def check_resend_interval(call: Call, tx: Database | None = None) -> None:
     """429 with ``RetryAfter`` (seconds) while the last code is too recent."""
     wait = await email_codes.seconds_until_resend(
-        conn or call.app.db, call.user_id, call.app.config.email_code_resend_interval
+        tx or call.app.db, call.user_id, call.app.config.email_code_resend_interval
     )
     if wait > 0:
         raise TooManyRequests(f"a code was sent recently, try again in {wait} s", RetryAfter=wait)
@@ -202,12 +203,12 @@ async def send_code(call: Call, me: users.User, email: str) -> int:
     once, and a code sent earlier stays valid."""
     cfg = call.app.config
     code = email_codes.new_code()
-    async with call.app.db.transaction("email.reserve") as conn:
+    async with call.app.db.atomic("email.reserve") as tx:
         # Re-read under the row lock: the checks below hold against a concurrent request.
-        locked = await users.lock_for_update(conn, me.id) or me
-        check_address(locked, email, await users.email_owner(conn, email))
-        await check_resend_interval(call, conn)
-        code_id = await email_codes.reserve(conn, user_id=me.id, email=email, code=code, ttl=cfg.email_code_ttl)
+        locked = await users.lock_for_update(tx, me.id) or me
+        check_address(locked, email, await users.email_owner(tx, email))
+        await check_resend_interval(call, tx)
+        code_id = await email_codes.reserve(tx, user_id=me.id, email=email, code=code, ttl=cfg.email_code_ttl)
     try:
         await call.app.mailer.send(email, MAIL_SUBJECT, mail_text(code, cfg.email_code_ttl))
     except BaseException:
@@ -234,18 +235,18 @@ async def confirm_code(call: Call, code: str) -> None:
     sent to becomes the account's confirmed email.  A wrong guess is counted
     (committed) even though the request is refused."""
     max_attempts = call.app.config.email_code_max_attempts
-    async with call.app.db.transaction("email.confirm") as conn:
-        pending = await email_codes.pending_for_update(conn, call.user_id)
+    async with call.app.db.atomic("email.confirm") as tx:
+        pending = await email_codes.pending_for_update(tx, call.user_id)
         refusal = unusable(pending, max_attempts)
         if refusal is None and not pending.matches(code):  # type: ignore[union-attr]
-            attempts = await email_codes.record_failure(conn, pending.id)  # type: ignore[union-attr]
+            attempts = await email_codes.record_failure(tx, pending.id)  # type: ignore[union-attr]
             refusal = wrong_code(max_attempts - attempts)
         if refusal is None:
             assert pending is not None
-            if await users.email_owner(conn, pending.email) not in (None, call.user_id):
+            if await users.email_owner(tx, pending.email) not in (None, call.user_id):
                 raise Conflict("email is already registered")
-            await email_codes.consume(conn, pending.id)
-            await users.set_confirmed_email(conn, call.user_id, pending.email)
+            await email_codes.consume(tx, pending.id)
+            await users.set_confirmed_email(tx, call.user_id, pending.email)
     if refusal is not None:
         raise refusal
 

@@ -6,6 +6,10 @@ inserts one row per recipient.  Because the counter row stays locked until the
 transaction commits, a user's events commit in sequence order: once event N is
 visible, every event before N is visible too.  That is what makes "read
 everything after my last seq" lossless.
+
+The payload is the caller's and opaque here: what a read needs to know about
+an event (its dialog, the message it carries a copy of, the user it is about)
+is given to ``append`` as values and kept in columns of their own.
 """
 
 from __future__ import annotations
@@ -13,12 +17,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, NamedTuple
 
-import asyncpg
 import orjson
 
-from protocol.status import Gone
-
 from .db import Database
+from .errors import LogTrimmed
 
 
 class MessageNow(NamedTuple):
@@ -65,40 +67,57 @@ WITH locked AS (
     FROM locked WHERE s.user_id = locked.user_id
     RETURNING s.user_id, s.last_seq
 )
-INSERT INTO events (user_id, seq, kind, payload)
-SELECT user_id, last_seq, $2, $3::jsonb FROM bumped
+INSERT INTO events (user_id, seq, kind, payload, dialog_key, message_key, subject_id)
+SELECT user_id, last_seq, $2, $3::jsonb, $4::text, $5::text, $6::bigint FROM bumped
 RETURNING user_id, seq, created_at
 """
 
-#: The log as its reader may see it now.  An event about a dialog (a
-#: ``PkDialog`` in its payload) is kept only while the reader is a member: a
-#: member who left or was removed loses the dialog's history, its events
-#: included, but keeps the event of their own removal.  An event that carries
-#: a message (``Msg.infoMessage.msgKey``) comes with that message's current
-#: text and dates, so that an edit or a delete for everyone reaches the
-#: copies in every log at once.  The filter runs over a page of the log, not
-#: before the limit: ``through`` tells how far the page reached.
+#: The log as its reader may see it now.  An event about a dialog (its
+#: ``dialog_key`` set) is kept only while the reader is a member: a member who
+#: left or was removed loses the dialog's history, its events included, but
+#: keeps the events about themselves (``subject_id``: their own removal).  An
+#: event that carries a copy of a message (``message_key`` set) comes with
+#: that message's current text and dates, so that an edit or a delete for
+#: everyone reaches the copies in every log at once.  The filter runs over a
+#: page of the log, not before the limit: ``through`` tells how far the page
+#: reached.
 READ_AFTER_SQL = """
 SELECT e.seq, e.kind, e.payload::text AS payload, e.created_at,
-       (e.dialog_key IS NULL OR dm.user_id IS NOT NULL
-        OR (e.kind = 'MemberKicked' AND e.payload->>'Id' = e.user_id::text)) AS visible,
+       (e.dialog_key IS NULL OR dm.user_id IS NOT NULL OR coalesce(e.subject_id = e.user_id, false)) AS visible,
        m.id IS NOT NULL AS has_message, m.content, m.updated_at, m.deleted_at
 FROM (
-    SELECT ev.*, ev.payload->>'PkDialog' AS dialog_key FROM events ev
+    SELECT ev.* FROM events ev
     WHERE ev.user_id = $1 AND ev.seq > $2 ORDER BY ev.seq LIMIT $3
 ) AS e
 LEFT JOIN dialogs d ON d.key = e.dialog_key
 LEFT JOIN dialog_members dm ON dm.dialog_id = d.id AND dm.user_id = e.user_id
-LEFT JOIN messages m ON m.dialog_id = d.id AND m.key = e.payload #>> '{Msg,infoMessage,msgKey}'
+LEFT JOIN messages m ON m.dialog_id = d.id AND m.key = e.message_key
 ORDER BY e.seq
 """
 
-async def append(conn: asyncpg.Connection, user_ids: list[int] | set[int], kind: str, payload: dict[str, Any]) -> list[EventRow]:
-    """Record one event for each recipient, inside the caller's transaction."""
+
+async def append(
+    db: Database,
+    user_ids: list[int] | set[int],
+    kind: str,
+    payload: dict[str, Any],
+    *,
+    dialog_key: str | None = None,
+    message_key: str | None = None,
+    subject_id: int | None = None,
+) -> list[EventRow]:
+    """Record one event for each recipient; ``db`` is normally the caller's
+    transaction (``Database.atomic``), so the event commits with the change it
+    tells of.  ``dialog_key``: the dialog the event is about (members only
+    read it); ``message_key``: the message of that dialog it carries a copy
+    of (read back as it is now); ``subject_id``: the user it is about, who
+    reads it even when no longer a member (see READ_AFTER_SQL)."""
     if not user_ids:
         return []
     text = orjson.dumps(payload).decode()
-    rows = await conn.fetch(APPEND_SQL, sorted(set(user_ids)), kind, text)
+    rows = await db.fetch(
+        "events.append", APPEND_SQL, sorted(set(user_ids)), kind, text, dialog_key, message_key, subject_id
+    )
     return [EventRow(r["user_id"], r["seq"], kind, payload, r["created_at"]) for r in rows]
 
 
@@ -106,15 +125,15 @@ async def read_after(db: Database, user_id: int, after: int, limit: int) -> Even
     """Events after ``after`` (oldest first) as the user may see them now
     (see READ_AFTER_SQL), and the user's latest seq.
 
-    Raises Gone when events after ``after`` have already been trimmed away:
-    the client must resync its state instead of replaying."""
+    Raises ``LogTrimmed`` when events after ``after`` have already been
+    trimmed away: the reader must resync its state instead of replaying."""
     async with db.connection("events.read_after") as conn:
         state = await conn.fetchrow(
             "SELECT last_seq, trimmed_through FROM user_event_seq WHERE user_id = $1", user_id
         )
         last_seq, trimmed = (state["last_seq"], state["trimmed_through"]) if state else (0, 0)
         if after < trimmed:
-            raise Gone(f"events up to {trimmed} are no longer kept: resync and continue from {last_seq}", LastSeq=last_seq)
+            raise LogTrimmed(last_seq, trimmed)
         records = await conn.fetch(READ_AFTER_SQL, user_id, after, limit) if limit else []
     rows = [
         EventRow(
@@ -138,8 +157,9 @@ async def last_seq(db: Database, user_id: int) -> int:
 async def trim(db: Database, *, keep_days: float, keep_per_user: int) -> int:
     """Delete events older than ``keep_days`` or beyond the newest
     ``keep_per_user`` of a user; remember how far each user was trimmed."""
-    async with db.transaction("events.trim") as conn:
-        rows = await conn.fetch(
+    async with db.atomic("events.trim") as tx:
+        rows = await tx.fetch(
+            "events.trim",
             """
             WITH doomed AS (
                 DELETE FROM events e
@@ -153,7 +173,8 @@ async def trim(db: Database, *, keep_days: float, keep_per_user: int) -> int:
             keep_per_user,
         )
         if rows:
-            await conn.execute(
+            await tx.execute(
+                "events.trim",
                 "UPDATE user_event_seq s SET trimmed_through = GREATEST(s.trimmed_through, t.upto)"
                 " FROM unnest($1::bigint[], $2::bigint[]) AS t(user_id, upto) WHERE s.user_id = t.user_id",
                 [r["user_id"] for r in rows],

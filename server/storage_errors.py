@@ -1,0 +1,30 @@
+"""The one place that decides what a client is told when storage refuses or
+fails (storage/errors.py): each storage exception becomes a ``SessiaError``
+with its Status code, message and extra fields."""
+
+from __future__ import annotations
+
+from protocol.status import Conflict, Gone, InternalError, SessiaError, Unavailable
+from storage.errors import IdentityTaken, LogTrimmed, StorageBusy, StorageError, StorageUnavailable
+
+#: What a taken login or email is called in the answer (registration and email changes).
+TAKEN_MESSAGES = {
+    "email": "email is already registered",
+    "login": "login is already taken",
+}
+
+
+def status_for(exc: StorageError) -> SessiaError:
+    """The answer to a request that ``exc`` ended."""
+    if isinstance(exc, StorageUnavailable):
+        return Unavailable("storage unavailable, try again shortly")
+    if isinstance(exc, StorageBusy):
+        return Unavailable("storage busy, try again")
+    if isinstance(exc, LogTrimmed):
+        return Gone(
+            f"events up to {exc.trimmed_through} are no longer kept: resync and continue from {exc.last_seq}",
+            LastSeq=exc.last_seq,
+        )
+    if isinstance(exc, IdentityTaken):
+        return Conflict(TAKEN_MESSAGES[exc.field])
+    return InternalError("internal error")
