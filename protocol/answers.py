@@ -14,6 +14,7 @@ Dates are ``datetime`` in UTC here and the API's one text format on the wire
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, NamedTuple
@@ -56,21 +57,28 @@ class MessageItem(NamedTuple):
     read: bool | None = None
 
     def to_wire(self) -> dict[str, Any]:
-        read: bool | str = "" if self.read is None else self.read
+        return self.wire(*self)
+
+    @staticmethod
+    def wire(key: str, author_id: int | None, created_at: datetime, content: str, updated_at: datetime | None,
+             deleted_at: datetime | None, forwarded_key: str | None, important: bool, media: Sequence[str],
+             order: Sequence[int], read: bool | None) -> dict[str, Any]:
+        """``to_wire`` of the item these fields would make, without making it:
+        a history page writes fifty items straight from its rows."""
         return {
             "infoMessage": {
-                "msgKey": self.key,
-                "idUser": self.author_id,
-                "date": format_date(self.created_at),
-                "content": self.content,
-                "updateAt": format_date(self.updated_at),
-                "deleteAt": format_date(self.deleted_at),
-                "forwardedKey": self.forwarded_key or "",
-                "read": read,
-                "important": self.important,
+                "msgKey": key,
+                "idUser": author_id,
+                "date": format_date(created_at),
+                "content": content,
+                "updateAt": "" if updated_at is None else format_date(updated_at),
+                "deleteAt": "" if deleted_at is None else format_date(deleted_at),
+                "forwardedKey": forwarded_key or "",
+                "read": "" if read is None else read,
+                "important": important,
             },
-            "hash": list(self.media) or None,
-            "order": list(self.order) or None,
+            "hash": list(media) if media else None,
+            "order": list(order) if order else None,
         }
 
     @classmethod

@@ -28,14 +28,14 @@ from storage import messages as message_store
 from storage.db import Database
 from storage.errors import StorageBusy
 from storage.event_log import EventRow
-from storage.messages import NewMessage, Sent
+from storage.messages import MessageInsert, Sent
 
 log = logging.getLogger("sessia.group_commit")
 
 #: A queued send: the message, the payload of its ``NewMessage`` event (the
 #: dict pushed; ``message.event_payload`` is the same as JSON, stored), the
 #: caller's future and the tries so far.
-_Item = tuple[NewMessage, dict[str, Any], "asyncio.Future[Sent]", int]
+_Item = tuple[MessageInsert, dict[str, Any], "asyncio.Future[Sent]", int]
 
 
 class MessageWriter:
@@ -60,8 +60,8 @@ class MessageWriter:
         self._queue: deque[_Item] = deque()
         self._running = False
 
-    async def add(self, message: NewMessage, payload: dict[str, Any]) -> Sent:
-        """Store ``message`` (see ``NewMessage``) and push its events with
+    async def add(self, message: MessageInsert, payload: dict[str, Any]) -> Sent:
+        """Store ``message`` (see ``MessageInsert``) and push its events with
         ``payload``; an existing key is not inserted again: the answer names
         the earlier message's author so a retried send is recognised (same
         author) and a foreign key refused."""

@@ -181,7 +181,7 @@ ORDER BY c.n
 
 
 @dataclass(frozen=True, slots=True)
-class NewMessage:
+class MessageInsert:
     """One message to store, as ``add_batch`` takes it.  ``forwarded_media``: media the
     author may attach without owning them (those of the forwarded message)."""
 
@@ -213,7 +213,7 @@ class Sent:
     source_gone: bool = False  # a forward whose source was deleted, hidden or left meanwhile
 
 
-def batch_args(batch: Sequence[NewMessage], event_kind: str) -> tuple[Any, ...]:
+def batch_args(batch: Sequence[MessageInsert], event_kind: str) -> tuple[Any, ...]:
     """``ADD_BATCH_SQL``'s parameters for these messages, their events
     recorded as ``event_kind``, in order."""
     media_n: list[int] = []
@@ -251,7 +251,7 @@ def _sent(row: Any) -> Sent | None:
     return Sent(row["dialog_id"], created=row["new_id"] is not None, author_id=row["author_id"], events=events)
 
 
-async def add_batch(db: Database, batch: Sequence[NewMessage], event_kind: str) -> list[Sent | None]:
+async def add_batch(db: Database, batch: Sequence[MessageInsert], event_kind: str) -> list[Sent | None]:
     """Store a batch of messages and their events (recorded as ``event_kind``)
     in one statement (``ADD_BATCH_SQL``); one outcome per message, in order
     (None: to be tried again, see ``_sent``).  The caller (the group commit,

@@ -51,8 +51,7 @@ def message_out(m: message_store.MessageRow, read: bool | None = None) -> dict[s
     """The ``Msg`` item of a stored message (``MessageItem``).  ``read``: for
     a reader's own message, whether another member has read it; for others'
     messages, whether the reader has (None where not computed: ``""``)."""
-    return MessageItem(m.key, m.author_id, m.created_at, m.content, m.updated_at, m.deleted_at,
-                       m.forwarded_key, m.important, m.media, m.positions, read).to_wire()
+    return message_item(m, read).to_wire()
 
 
 @route(SEND_MESSAGE)
@@ -79,13 +78,13 @@ async def _add(call: Call, req: SendMessage) -> dict[str, Any]:
         if not media:
             media, positions, forwarded_media = source.media, source.positions, source.media
     created_at = datetime.now(UTC)
-    msg = MessageRow(0, key, call.user_id, content, created_at, None, None, req.forwarded_key,
-                     req.important, tuple(media), tuple(positions))
-    body = {"PkDialog": req.dialog, "Msg": message_out(msg, False)}
+    item = MessageItem(key, call.user_id, created_at, content, None, None, req.forwarded_key, req.important,
+                       tuple(media), tuple(positions), read=False)
+    body = ev.NewMessage(req.dialog, item).to_payload()
     payload = orjson.dumps(body).decode()
     # The writer pushes the events it commits, with ``body``: the same map as
     # the JSON stored, so a push and a later read of the log agree byte for byte.
-    sent = await call.app.message_writer.add(message_store.NewMessage(
+    sent = await call.app.message_writer.add(message_store.MessageInsert(
         dialog_key=req.dialog,
         author_id=call.user_id,
         key=key,
@@ -134,6 +133,7 @@ async def _edit(call: Call, req: SendMessage) -> dict[str, Any]:
 
 
 def message_item(m: MessageRow, read: bool | None = None) -> MessageItem:
+    """The ``Msg`` item of a stored message, as answers and events carry it."""
     return MessageItem(m.key, m.author_id, m.created_at, m.content, m.updated_at, m.deleted_at, m.forwarded_key,
                        m.important, tuple(m.media), tuple(m.positions), read)
 
@@ -215,9 +215,10 @@ def page_out(rows: Sequence[message_store.MessageRow]) -> list[dict[str, Any]]:
     """The ``Msg`` items of a page, each row's own ``read`` included (the
     newest page works it out in its query).  The hot read: the rows are
     unpacked by position rather than by attribute."""
+    wire = MessageItem.wire
     return [
-        MessageItem(key, author_id, created_at, content, updated_at, deleted_at, forwarded_key, important,
-                    media, positions, read).to_wire()
+        wire(key, author_id, created_at, content, updated_at, deleted_at, forwarded_key, important, media,
+             positions, read)
         for _, key, author_id, content, created_at, updated_at, deleted_at, forwarded_key, important, media,
         positions, read in rows
     ]
