@@ -29,7 +29,6 @@ import asyncpg
 from protocol.requests.accounts import MAX_PASSWORD_LENGTH, check_email, check_login, check_password
 from protocol.status import SessiaError
 from storage import clients as client_store
-from storage import sessions as session_store
 from storage import stats as stats_store
 from storage import users as user_store
 from storage.db import Database
@@ -37,10 +36,11 @@ from storage.embedded import EmbeddedPostgres
 from storage.errors import StorageError
 from storage.migrate import applied_versions, available, current_version, migrate, pending
 
+from . import accounts
 from .broker import LocalBroker, NatsBroker, make_broker
 from .config import Config, apply_config_file, build_parser, config_from_namespace, config_path, read_config_file
 from .passwords import Passwords
-from .sessions import forget_user_signal
+from .sessions import Revocation
 from .storage_errors import status_for
 
 PROG = "python -m server admin"
@@ -310,6 +310,13 @@ async def signal(db: AdminDatabase, config: Config, channel: str, payload: str) 
             await broker.close()
 
 
+async def announce(db: AdminDatabase, config: Config, revoked: Revocation) -> None:
+    """Tell running servers that sessions ended, as a server tells its peers."""
+    message = accounts.announcement(revoked)
+    if message is not None:
+        await signal(db, config, "sessions", message)
+
+
 async def _nothing() -> None:
     return None
 
@@ -348,9 +355,7 @@ async def create_user(db: Database, config: Config, login: str, email: str, pass
         raise Failure(f"{taken} is already in use")
     password_hash = await _hash(config, password)
     async with db.atomic("admin.create_user") as tx:
-        user = await user_store.create_user(tx, login, email, password_hash)
-        if confirmed:
-            await user_store.set_confirmed_email(tx, user.id, email)
+        user = await accounts.create_account(tx, login, email, password_hash, confirmed=confirmed)
     print(f"created user {user.login} <{user.email}> with id {user.id}")
     return 0
 
@@ -359,17 +364,17 @@ async def reset_password(db: AdminDatabase, config: Config, login_or_email: str,
     user = await _find_account(db, login_or_email)
     password_hash = await _hash(config, password)
     async with db.atomic("admin.reset_password") as tx:
-        await user_store.set_password_hash(tx, user.id, password_hash)
-        revoked = await session_store.revoke_all_for_user(tx, user.id)
-    await signal(db, config, "sessions", forget_user_signal(user.id, None))
+        revoked, revocation = await accounts.replace_password(tx, user.id, password_hash)
+    await announce(db, config, revocation)
     print(f"password changed for {user.login} (id {user.id}); {len(revoked)} session(s) revoked")
     return 0
 
 
 async def revoke_sessions(db: AdminDatabase, config: Config, login_or_email: str) -> int:
     user = await _find_account(db, login_or_email)
-    revoked = await session_store.revoke_all_for_user(db, user.id)
-    await signal(db, config, "sessions", forget_user_signal(user.id, None))
+    async with db.atomic("admin.revoke_sessions") as tx:
+        revoked, revocation = await accounts.revoke_sessions(tx, user.id)
+    await announce(db, config, revocation)
     print(f"{len(revoked)} session(s) of {user.login} (id {user.id}) revoked")
     return 0
 

@@ -19,11 +19,11 @@ from pathlib import Path
 
 from storage import clients as client_store
 from storage import event_log
-from storage import sessions as session_store
 from storage.db import Database
 from storage.embedded import EmbeddedPostgres
 from storage.migrate import migrate
 
+from .accounts import announcement
 from .broker import Broker, LocalBroker, make_broker
 from .changes import Changes
 from .config import Config
@@ -38,10 +38,7 @@ from .ratelimit import Limits
 from .sessions import (
     ClientRegistry,
     Revocation,
-    Session,
     SessionCache,
-    forget_token_signal,
-    forget_user_signal,
     parse_revocations,
 )
 
@@ -101,24 +98,6 @@ class App:
         changes them in the database while servers run (docs/operations.md)."""
         self.clients.load(await client_store.list_clients(self.db))
 
-    async def revoke_session(self, session: Session, spare: Connection | None = None) -> None:
-        """Log one session out everywhere: database, this node's cache,
-        connections and subscriptions, other nodes.  ``spare``: the connection
-        that asked, which stays open to get its answer (and may log in again)
-        but loses a subscription bound to the revoked session."""
-        await session_store.revoke(self.db, session.id)
-        await self.sessions_ended(
-            Revocation(session_id=session.id, user_id=session.user_id), spare, token_digest=session.token_hash
-        )
-
-    async def revoke_user_sessions(
-        self, user_id: int, except_session_id: int | None = None, spare: Connection | None = None
-    ) -> list[int]:
-        """Revoke every session of a user but one (password change, reset, admin)."""
-        revoked = await session_store.revoke_all_for_user(self.db, user_id, except_session_id)
-        await self.sessions_ended(Revocation(user_id=user_id, keep=except_session_id), spare)
-        return revoked
-
     async def sessions_ended(
         self, revoked: Revocation, spare: Connection | None = None, *, token_digest: bytes | None = None
     ) -> None:
@@ -128,11 +107,9 @@ class App:
         connection that used it closes but ``spare``, every subscription bound
         to it ends, and the other nodes are told to do the same."""
         self.end_locally(revoked, spare, token_digest)
-        if revoked.session_id is not None:
-            if token_digest is not None:
-                await self.broker.publish("sessions", forget_token_signal(token_digest, revoked.session_id))
-        elif revoked.user_id is not None:
-            await self.broker.publish("sessions", forget_user_signal(revoked.user_id, revoked.keep))
+        signal = announcement(revoked, token_digest)
+        if signal is not None:
+            await self.broker.publish("sessions", signal)
 
     def end_locally(self, revoked: Revocation, spare: Connection | None, token_digest: bytes | None = None) -> None:
         """This node's part of ``sessions_ended``: synchronous, so that no

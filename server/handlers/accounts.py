@@ -6,35 +6,11 @@ from typing import Any
 
 from protocol.requests import AUTH, DISABLE, REGISTRATION
 from protocol.requests.accounts import PasswordAuth, Registration, is_password_auth
-from protocol.session import Sessia
 from protocol.status import Conflict, Unauthorized, ok
-from storage import sessions as session_store
 from storage import users
 
+from .. import accounts
 from ..routes import Call, route
-from ..sessions import Session, new_token, token_hash
-
-
-async def open_session(tx: Any, user_id: int, sessia: Sessia) -> tuple[str, Session]:
-    """Create a session row for this device, inside the caller's transaction;
-    returns the token and the session, which the caller caches once the
-    transaction has committed."""
-    token = new_token(user_id)
-    digest = token_hash(token)
-    client = sessia.client
-    row = await session_store.create_session(
-        tx,
-        user_id=user_id,
-        token_hash=digest,
-        device_id=sessia.device.deviceid,
-        device_os=sessia.device.os,
-        device_mac=sessia.device.mac,
-        device_hostname=sessia.device.hostname,
-        client_name=client.nameclient if client else "",
-        client_hashcert=client.hashcert if client else "",
-        client_version=client.version if client else "",
-    )
-    return token, Session(row.id, user_id, sessia.device.deviceid, digest)
 
 
 @route(REGISTRATION, session=False)
@@ -49,9 +25,9 @@ async def registration(call: Call) -> dict[str, Any]:
     if taken == "login":
         raise Conflict("login is already taken")
     password_hash = await call.app.passwords.hash(req.password)
-    async with call.app.db.atomic("registration") as tx:
-        user = await users.create_user(tx, req.login, req.email, password_hash)
-        token, session = await open_session(tx, user.id, req.sessia)
+    async with call.app.changes("registration") as ch:
+        user = await accounts.create_account(ch.db, req.login, req.email, password_hash)
+        token, session = await accounts.open_session(ch.db, user.id, req.sessia)
     call.app.sessions.add(session)
     return ok("Operation done", Tocken=token, Id=user.id)
 
@@ -73,23 +49,26 @@ async def auth(call: Call) -> dict[str, Any]:
     if not verified or user is None:
         raise Unauthorized("wrong email or password")
     rehashed = await call.app.passwords.hash(req.password) if call.app.passwords.needs_rehash(user.password_hash) else None
-    async with call.app.db.atomic("auth.open_session") as tx:
+    async with call.app.changes("auth.open_session") as ch:
         # The password was checked against the hash read before the verify;
         # a password change or reset that committed since then wins: the
         # session opens only while the account's hash is still that one (and
         # a change that comes second revokes the session made here).
-        now = await users.lock_for_update(tx, user.id)
+        now = await users.lock_for_update(ch.db, user.id)
         if now is None or now.password_hash != user.password_hash:
             raise Unauthorized("wrong email or password")
         if rehashed is not None:
-            await users.set_password_hash(tx, user.id, rehashed)
-        token, session = await open_session(tx, user.id, req.sessia)
+            await users.set_password_hash(ch.db, user.id, rehashed)
+        token, session = await accounts.open_session(ch.db, user.id, req.sessia)
     call.app.sessions.add(session)
     return ok("Operation done", Tocken=token, Id=user.id)
 
 
 @route(DISABLE)
 async def disable(call: Call) -> dict[str, Any]:
-    assert call.session is not None
-    await call.app.revoke_session(call.session, spare=call.conn)
+    session = call.session
+    assert session is not None
+    async with call.app.changes("sessions.disable") as ch:
+        revoked = await accounts.revoke_session(ch.db, session)
+        ch.after_commit(lambda: call.app.sessions_ended(revoked, call.conn, token_digest=session.token_hash))
     return ok("Session closed")

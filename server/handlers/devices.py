@@ -35,9 +35,10 @@ from storage import email_codes, users
 from storage import sessions as session_store
 from storage.errors import StorageError
 
+from .. import accounts
 from ..mail import code_lifetime
 from ..routes import Call, route
-from ..sessions import Revocation, Session
+from ..sessions import Session
 from ..storage_errors import status_for
 
 if TYPE_CHECKING:
@@ -90,14 +91,18 @@ async def revoke_session(call: Call) -> dict[str, Any]:
     req = RevokeSession.parse(call.body)
     assert call.session is not None
     if req.all:
-        revoked = await call.app.revoke_user_sessions(
-            call.user_id, except_session_id=call.session.id, spare=call.conn
-        )
-        return ok("sessions revoked", Revoked=sorted(revoked))
-    row = await session_store.find_live(call.app.db, call.user_id, req.id)  # type: ignore[arg-type]
+        async with call.app.changes("sessions.revoke_all") as ch:
+            ids, revoked = await accounts.revoke_sessions(ch.db, call.user_id, keep=call.session.id)
+            ch.after_commit(lambda: call.app.sessions_ended(revoked, call.conn))
+        return ok("sessions revoked", Revoked=sorted(ids))
+    assert req.id is not None  # not ``all``: parse required an id
+    row = await session_store.find_live(call.app.db, call.user_id, req.id)
     if row is None:
         raise NotFound("no such session")
-    await call.app.revoke_session(Session(row.id, row.user_id, row.device_id, row.token_hash), spare=call.conn)
+    session = Session(row.id, row.user_id, row.device_id, row.token_hash)
+    async with call.app.changes("sessions.revoke") as ch:
+        one = await accounts.revoke_session(ch.db, session)
+        ch.after_commit(lambda: call.app.sessions_ended(one, call.conn, token_digest=session.token_hash))
     return ok("session revoked", Revoked=[row.id])
 
 
@@ -153,21 +158,21 @@ async def mail_reset_code(app: App, email: str) -> None:
     if user is None or not user.email_confirmed:
         return
     code = email_codes.new_code()
-    async with app.db.atomic("reset.reserve") as tx:
-        await users.lock_for_update(tx, user.id)  # one request at a time per account
-        if await email_codes.seconds_until_resend(tx, user.id, cfg.email_code_resend_interval, purpose=RESET):
+    async with app.changes("reset.reserve") as ch:
+        await users.lock_for_update(ch.db, user.id)  # one request at a time per account
+        if await email_codes.seconds_until_resend(ch.db, user.id, cfg.email_code_resend_interval, purpose=RESET):
             log.info("reset code for user %d not sent: one was sent recently", user.id)
             return
         code_id = await email_codes.reserve(
-            tx, user_id=user.id, email=user.email, code=code, ttl=cfg.email_code_ttl, purpose=RESET
+            ch.db, user_id=user.id, email=user.email, code=code, ttl=cfg.email_code_ttl, purpose=RESET
         )
     try:
         await app.mailer.send(user.email, RESET_SUBJECT, reset_mail_text(code, cfg.email_code_ttl))
     except BaseException:
         await email_codes.discard(app.db, code_id)
         raise
-    async with app.db.atomic("reset.sent") as tx:
-        await email_codes.mark_sent(tx, code_id=code_id, user_id=user.id, ttl=cfg.email_code_ttl, purpose=RESET)
+    async with app.changes("reset.sent") as ch:
+        await email_codes.mark_sent(ch.db, code_id=code_id, user_id=user.id, ttl=cfg.email_code_ttl, purpose=RESET)
 
 
 def reset_mail_text(code: str, ttl: float) -> str:
@@ -187,26 +192,26 @@ async def set_new_password(call: Call, req: ResetPassword) -> None:
     """Check the code; on success set the password and log every session out.
     A wrong guess is counted (committed) although the request is refused."""
     app = call.app
+    code, new_password = req.code, req.new_password
+    assert code is not None and new_password is not None  # not ``sends``: parse required both
     user = await users.find_for_login(app.db, req.email)
     if user is None or not user.email_confirmed:
         raise Unprocessable(WRONG_RESET_CODE)
-    async with app.db.atomic("reset.confirm") as tx:
-        pending = await email_codes.pending_for_update(tx, user.id, RESET)
+    async with app.changes("reset.confirm") as ch:
+        pending = await email_codes.pending_for_update(ch.db, user.id, RESET)
         usable = (
             pending is not None
             and not pending.expired
             and pending.attempts < app.config.email_code_max_attempts
             and users.identity_key(pending.email) == users.identity_key(user.email)
         )
-        right = usable and pending.matches(req.code)  # type: ignore[union-attr, arg-type]
-        if right:
-            password_hash = await app.passwords.hash(req.new_password)  # type: ignore[arg-type]
-            await email_codes.consume(tx, pending.id)  # type: ignore[union-attr]
-            await users.set_password_hash(tx, user.id, password_hash)
-            await session_store.revoke_all_for_user(tx, user.id, None)
-        elif usable:
-            await email_codes.record_failure(tx, pending.id)  # type: ignore[union-attr]
+        right = pending is not None and usable and pending.matches(code)
+        if pending is not None and right:
+            password_hash = await app.passwords.hash(new_password)
+            await email_codes.consume(ch.db, pending.id)
+            _, revoked = await accounts.replace_password(ch.db, user.id, password_hash)
+            ch.after_commit(lambda: app.sessions_ended(revoked, call.conn))
+        elif pending is not None and usable:
+            await email_codes.record_failure(ch.db, pending.id)
     if not right:
         raise Unprocessable(WRONG_RESET_CODE)
-    # After the commit: see App.sessions_ended.
-    await app.sessions_ended(Revocation(user_id=user.id), call.conn)

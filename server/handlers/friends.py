@@ -23,7 +23,7 @@ from protocol.requests import REQUEST_FR_BL
 from protocol.requests import friends as ops
 from protocol.requests.friends import ListOperation, UserOperation, parse_operation
 from protocol.status import Conflict, Forbidden, NotFound, ok
-from storage import event_log, friends
+from storage import friends
 
 from ..routes import Call, route
 
@@ -49,8 +49,8 @@ def _user_entry(contact: friends.Contact) -> dict[str, Any]:
 
 async def append(call: Call, req: UserOperation) -> dict[str, Any]:
     """Ask ``id`` to be friends; if they already asked me, we become friends."""
-    async with call.app.db.atomic("friends.append") as tx:
-        rel = await friends.locked_relation(tx, call.user_id, req.user_id)
+    async with call.app.changes("friends.append") as ch:
+        rel = await friends.locked_relation(ch.db, call.user_id, req.user_id)
         if not rel.user_exists:
             raise NotFound(NO_USER)
         if rel.blocked:
@@ -60,57 +60,48 @@ async def append(call: Call, req: UserOperation) -> dict[str, Any]:
         if rel.outgoing:
             raise Conflict("friend request already sent")
         if rel.incoming:
-            await friends.make_friends(tx, call.user_id, req.user_id, req.note or "")
-            pushed = await _between(tx, ev.FRIEND_ACCEPTED, call.user_id, req.user_id)
+            await friends.make_friends(ch.db, call.user_id, req.user_id, req.note or "")
+            await ch.emit((call.user_id, req.user_id), ev.FriendAccepted(call.user_id, req.user_id))
             state = friends.FRIEND
         else:
-            await friends.add_request(tx, call.user_id, req.user_id, req.note or "")
-            pushed = await _between(tx, ev.FRIEND_REQUEST, call.user_id, req.user_id)
+            await friends.add_request(ch.db, call.user_id, req.user_id, req.note or "")
+            await ch.emit((call.user_id, req.user_id), ev.FriendRequest(call.user_id, req.user_id))
             state = friends.REQUESTED
-    call.app.events.deliver(pushed)
     if state == friends.FRIEND:
         return ok("Friend request accepted: you are now friends", State=state)
     return ok("Friend request sent", State=state)
 
 
-async def _between(tx: Any, kind: str, actor: int, other: int, to: tuple[int, ...] | None = None) -> list:
-    """Record a friendship event for both users (or only ``to``)."""
-    return await event_log.append(tx, list(to or (actor, other)), kind, {"From": actor, "To": other})
-
-
 async def accept(call: Call, req: UserOperation) -> dict[str, Any]:
     """Accept the pending request from ``id``; ``description``, if sent, is my note."""
-    async with call.app.db.atomic("friends.accept") as tx:
-        rel = await friends.locked_relation(tx, call.user_id, req.user_id)
+    async with call.app.changes("friends.accept") as ch:
+        rel = await friends.locked_relation(ch.db, call.user_id, req.user_id)
         if rel.friends:
             raise Conflict(ALREADY_FRIENDS)
         if not rel.incoming:
             raise NotFound("no friend request from this user")
-        await friends.make_friends(tx, call.user_id, req.user_id, req.note or "")
-        pushed = await _between(tx, ev.FRIEND_ACCEPTED, call.user_id, req.user_id)
-    call.app.events.deliver(pushed)
+        await friends.make_friends(ch.db, call.user_id, req.user_id, req.note or "")
+        await ch.emit((call.user_id, req.user_id), ev.FriendAccepted(call.user_id, req.user_id))
     return ok("Friend request accepted", State=friends.FRIEND)
 
 
 async def cancel(call: Call, req: UserOperation) -> dict[str, Any]:
     """Withdraw my pending request to ``id``."""
-    async with call.app.db.atomic("friends.cancel") as tx:
-        await friends.lock_pair(tx, call.user_id, req.user_id)
-        if not await friends.delete_request(tx, call.user_id, req.user_id):
+    async with call.app.changes("friends.cancel") as ch:
+        await friends.lock_pair(ch.db, call.user_id, req.user_id)
+        if not await friends.delete_request(ch.db, call.user_id, req.user_id):
             raise NotFound("no friend request to this user")
-        pushed = await _between(tx, ev.FRIEND_REQUEST_CANCELLED, call.user_id, req.user_id)
-    call.app.events.deliver(pushed)
+        await ch.emit((call.user_id, req.user_id), ev.FriendRequestCancelled(call.user_id, req.user_id))
     return ok("Friend request cancelled")
 
 
 async def remove(call: Call, req: UserOperation) -> dict[str, Any]:
     """Unfriend ``id``: both sides lose the friendship (and their notes)."""
-    async with call.app.db.atomic("friends.remove") as tx:
-        await friends.lock_pair(tx, call.user_id, req.user_id)
-        if not await friends.remove_friendship(tx, call.user_id, req.user_id):
+    async with call.app.changes("friends.remove") as ch:
+        await friends.lock_pair(ch.db, call.user_id, req.user_id)
+        if not await friends.remove_friendship(ch.db, call.user_id, req.user_id):
             raise NotFound("not friends with this user")
-        pushed = await _between(tx, ev.FRIEND_REMOVED, call.user_id, req.user_id)
-    call.app.events.deliver(pushed)
+        await ch.emit((call.user_id, req.user_id), ev.FriendRemoved(call.user_id, req.user_id))
     return ok("Friend removed")
 
 
@@ -123,32 +114,30 @@ async def update(call: Call, req: UserOperation) -> dict[str, Any]:
 
 async def add_block(call: Call, req: UserOperation) -> dict[str, Any]:
     """Block ``id``: drop friendship and requests both ways, refuse their requests from now on."""
-    async with call.app.db.atomic("friends.add_block") as tx:
-        rel = await friends.locked_relation(tx, call.user_id, req.user_id)
+    async with call.app.changes("friends.add_block") as ch:
+        rel = await friends.locked_relation(ch.db, call.user_id, req.user_id)
         if not rel.user_exists:
             raise NotFound(NO_USER)
         if rel.i_blocked:
             raise Conflict("user is already blocked")
-        await friends.drop_contacts(tx, call.user_id, req.user_id)
-        await friends.add_block(tx, call.user_id, req.user_id)
+        await friends.drop_contacts(ch.db, call.user_id, req.user_id)
+        await friends.add_block(ch.db, call.user_id, req.user_id)
         # The blocked user learns only what their own lists will show anyway.
-        pushed = await event_log.append(tx, [call.user_id], ev.BLOCKED, {"Id": req.user_id})
+        await ch.emit([call.user_id], ev.Blocked(req.user_id))
         if rel.friends:
-            pushed += await _between(tx, ev.FRIEND_REMOVED, call.user_id, req.user_id, to=(req.user_id,))
+            await ch.emit([req.user_id], ev.FriendRemoved(call.user_id, req.user_id))
         elif rel.incoming or rel.outgoing:
             asker, other = (req.user_id, call.user_id) if rel.incoming else (call.user_id, req.user_id)
-            pushed += await _between(tx, ev.FRIEND_REQUEST_CANCELLED, asker, other, to=(req.user_id,))
-    call.app.events.deliver(pushed)
+            await ch.emit([req.user_id], ev.FriendRequestCancelled(asker, other))
     return ok("User blocked")
 
 
 async def del_block(call: Call, req: UserOperation) -> dict[str, Any]:
     """Unblock ``id``.  Nothing else comes back: a dropped friendship stays dropped."""
-    async with call.app.db.atomic("friends.del_block") as tx:
-        if not await friends.remove_block(tx, call.user_id, req.user_id):
+    async with call.app.changes("friends.del_block") as ch:
+        if not await friends.remove_block(ch.db, call.user_id, req.user_id):
             raise NotFound("user is not blocked")
-        pushed = await event_log.append(tx, [call.user_id], ev.UNBLOCKED, {"Id": req.user_id})
-    call.app.events.deliver(pushed)
+        await ch.emit([call.user_id], ev.Unblocked(req.user_id))
     return ok("User unblocked")
 
 

@@ -28,9 +28,10 @@ from storage import email_codes, media, users
 from storage import sessions as session_store
 from storage.errors import StorageError
 
+from .. import accounts
 from ..mail import code_lifetime
 from ..routes import Call, route
-from ..sessions import Revocation, Session
+from ..sessions import Session
 
 if TYPE_CHECKING:
     from storage.db import Database
@@ -48,12 +49,14 @@ async def email(call: Call) -> dict[str, Any]:
     call.app.limits.email_ip.check(call.conn.ip)
     call.app.limits.email_account.check(call.user_id)
     req = Email.parse(call.body)
-    if req.sends:
-        code_id = await send_code(call, await current_user(call), req.email)  # type: ignore[arg-type]
-        async with call.app.db.atomic("email.sent") as tx:
-            await email_codes.mark_sent(tx, code_id=code_id, user_id=call.user_id, ttl=call.app.config.email_code_ttl)
+    if req.email is not None:
+        code_id = await send_code(call, await current_user(call), req.email)
+        async with call.app.changes("email.sent") as ch:
+            await email_codes.mark_sent(ch.db, code_id=code_id, user_id=call.user_id,
+                                        ttl=call.app.config.email_code_ttl)
         return ok("code sent to the email")
-    await confirm_code(call, req.code)  # type: ignore[arg-type]
+    assert req.code is not None  # parse requires one of the two
+    await confirm_code(call, req.code)
     return ok("email confirmed")
 
 
@@ -88,8 +91,6 @@ async def change_user(call: Call) -> dict[str, Any]:
         if code_id is not None:  # refused after the mail went: its code must not become usable
             await email_codes.discard(call.app.db, code_id)
         raise
-    if new_hash is not None:  # after the commit: see App.sessions_ended
-        await call.app.sessions_ended(Revocation(user_id=me.id, keep=session.id), call.conn)
     return ok("profile updated", Messages=change_messages(req))
 
 
@@ -98,25 +99,25 @@ async def apply_change(
 ) -> None:
     """ChangeUser's one transaction, which decides again against rows that
     cannot change until it commits."""
-    async with call.app.db.atomic("change_user") as tx:
+    async with call.app.changes("change_user") as ch:
         # Decided again against rows that cannot change until this commits:
         # the session must still be live, and a password change needs the
         # password it checked to still be the account's (two changes with
         # the same old password: the second is refused, not applied).
-        locked = await users.lock_for_update(tx, me.id)  # the account's row first, its sessions after
+        locked = await users.lock_for_update(ch.db, me.id)  # the account's row first, its sessions after
         if locked is None:
             raise Unauthorized("account no longer exists")
-        if not await session_store.lock_live(tx, session.id):
+        if not await session_store.lock_live(ch.db, session.id):
             raise Unauthorized("invalid or revoked token")
         if new_hash is not None and locked.password_hash != me.password_hash:
             raise Forbidden("old password is wrong")
         if code_id is not None:
-            await email_codes.mark_sent(tx, code_id=code_id, user_id=me.id, ttl=call.app.config.email_code_ttl)
-        await users.update_profile(
-            tx, me.id, nickname=req.nickname, photo_key=req.image_key, password_hash=new_hash
-        )
+            await email_codes.mark_sent(ch.db, code_id=code_id, user_id=me.id, ttl=call.app.config.email_code_ttl)
+        if req.nickname is not None or req.image_key is not None:
+            await users.update_profile(ch.db, me.id, nickname=req.nickname, photo_key=req.image_key)
         if new_hash is not None:
-            await session_store.revoke_all_for_user(tx, me.id, session.id)
+            _, revoked = await accounts.replace_password(ch.db, me.id, new_hash, keep=session.id)
+            ch.after_commit(lambda: call.app.sessions_ended(revoked, call.conn))
 
 
 def count_attempts(call: Call, req: ChangeUser) -> None:
@@ -168,9 +169,11 @@ async def check_photo(call: Call, key: str) -> None:
 
 
 async def new_password_hash(call: Call, me: users.User, req: ChangeUser) -> str:
-    if not await call.app.passwords.verify(me.password_hash, req.old_password):  # type: ignore[arg-type]
+    old, new = req.old_password, req.new_password
+    assert old is not None and new is not None  # ``changes_password``: parse required both
+    if not await call.app.passwords.verify(me.password_hash, old):
         raise Forbidden("old password is wrong")
-    return await call.app.passwords.hash(req.new_password)  # type: ignore[arg-type]
+    return await call.app.passwords.hash(new)
 
 
 # -- email codes ------------------------------------------------------------------------
@@ -203,12 +206,12 @@ async def send_code(call: Call, me: users.User, email: str) -> int:
     once, and a code sent earlier stays valid."""
     cfg = call.app.config
     code = email_codes.new_code()
-    async with call.app.db.atomic("email.reserve") as tx:
+    async with call.app.changes("email.reserve") as ch:
         # Re-read under the row lock: the checks below hold against a concurrent request.
-        locked = await users.lock_for_update(tx, me.id) or me
-        check_address(locked, email, await users.email_owner(tx, email))
-        await check_resend_interval(call, tx)
-        code_id = await email_codes.reserve(tx, user_id=me.id, email=email, code=code, ttl=cfg.email_code_ttl)
+        locked = await users.lock_for_update(ch.db, me.id) or me
+        check_address(locked, email, await users.email_owner(ch.db, email))
+        await check_resend_interval(call, ch.db)
+        code_id = await email_codes.reserve(ch.db, user_id=me.id, email=email, code=code, ttl=cfg.email_code_ttl)
     try:
         await call.app.mailer.send(email, MAIL_SUBJECT, mail_text(code, cfg.email_code_ttl))
     except BaseException:
@@ -235,18 +238,17 @@ async def confirm_code(call: Call, code: str) -> None:
     sent to becomes the account's confirmed email.  A wrong guess is counted
     (committed) even though the request is refused."""
     max_attempts = call.app.config.email_code_max_attempts
-    async with call.app.db.atomic("email.confirm") as tx:
-        pending = await email_codes.pending_for_update(tx, call.user_id)
+    async with call.app.changes("email.confirm") as ch:
+        pending = await email_codes.pending_for_update(ch.db, call.user_id)
         refusal = unusable(pending, max_attempts)
-        if refusal is None and not pending.matches(code):  # type: ignore[union-attr]
-            attempts = await email_codes.record_failure(tx, pending.id)  # type: ignore[union-attr]
+        if pending is not None and refusal is None and not pending.matches(code):
+            attempts = await email_codes.record_failure(ch.db, pending.id)
             refusal = wrong_code(max_attempts - attempts)
-        if refusal is None:
-            assert pending is not None
-            if await users.email_owner(tx, pending.email) not in (None, call.user_id):
+        if pending is not None and refusal is None:
+            if await users.email_owner(ch.db, pending.email) not in (None, call.user_id):
                 raise Conflict("email is already registered")
-            await email_codes.consume(tx, pending.id)
-            await users.set_confirmed_email(tx, call.user_id, pending.email)
+            await email_codes.consume(ch.db, pending.id)
+            await users.set_confirmed_email(ch.db, call.user_id, pending.email)
     if refusal is not None:
         raise refusal
 
