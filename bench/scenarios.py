@@ -38,7 +38,7 @@ from protocol import requests as R
 from protocol.codecs import Codec, decode_body, encode_body
 from protocol.events import NEW_MESSAGE, PUSH_EVENT
 from protocol.frames import HEADER, MAGIC, VERSION, Frame, FrameKind
-from protocol.requests.events import SUBSCRIBE
+from protocol.requests.sync import SUBSCRIBE
 
 from .report import Recorder
 from .seed import WORDS

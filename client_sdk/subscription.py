@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from protocol.events import PUSH_EVENT, PUSH_RESYNC, PUSH_TYPING, Event, Typing, parse_event
-from protocol.requests.events import SUBSCRIBE
+from protocol.requests.sync import SUBSCRIBE
 
 from .errors import ClientError, ConnectionClosed, Gone, RequestTimeout, Unauthorized, Unavailable
 from .transport import Push

@@ -29,11 +29,11 @@ from .changes import Changes
 from .config import Config
 from .connection import Connection
 from .dispatch import Dispatcher
-from .events import EventHub
 from .group_commit import MessageWriter
 from .mail import Mailer
 from .metrics import MetricsServer, Timings
 from .passwords import Passwords
+from .push import PushHub
 from .ratelimit import Limits
 from .sessions import (
     ClientRegistry,
@@ -64,9 +64,9 @@ class App:
         self.connections_per_ip: dict[str, int] = {}
         self.limits = Limits(config)
         self.broker = broker or LocalBroker()
-        self.events = EventHub(db, self.broker, buffer_limit=config.push_buffer_limit)
-        self.changes = Changes(db, self.events)
-        self.message_writer = MessageWriter(db, deliver=self.events.deliver)
+        self.push = PushHub(db, self.broker, buffer_limit=config.push_buffer_limit)
+        self.changes = Changes(db, self.push)
+        self.message_writer = MessageWriter(db, deliver=self.push.deliver)
         self.mailer = Mailer(config)
         self.dispatcher = Dispatcher(self)
 
@@ -116,7 +116,7 @@ class App:
         request can run between the cache forgetting a session and its
         connections and subscriptions ending."""
         self.sessions.revoked(revoked, token_digest)
-        self.events.end_subscriptions(revoked)
+        self.push.end_subscriptions(revoked)
         for connection in list(self.connections):
             if connection is not spare and any(
                 revoked.covers(session_id, user_id) for session_id, user_id in connection.session_ids.items()
@@ -133,7 +133,7 @@ class App:
             _reloads.add(task)
             task.add_done_callback(_reload_done)
         else:
-            self.events.on_signal(channel, payload)
+            self.push.on_signal(channel, payload)
 
     def close(self) -> None:
         self.passwords.close()
@@ -279,7 +279,7 @@ async def serve(config: Config, *, ready: asyncio.Event | None = None, stop: asy
     # than 700, so that a page of fifty messages does not trigger several.
     gc.freeze()
     gc.set_threshold(20_000, 20, 20)
-    await app.broker.start(app.on_signal, app.events.catch_up_all)
+    await app.broker.start(app.on_signal, app.push.catch_up_all)
     await app.load_clients()
     if config.allow_any_client:
         log.warning("--allow-any-client is set: unregistered client builds are accepted (development only)")
@@ -328,7 +328,7 @@ async def serve(config: Config, *, ready: asyncio.Event | None = None, stop: asy
             metrics.close()
         await asyncio.gather(last_seen, return_exceptions=True)
         await _flush_last_seen(app)  # what the requests drained above did
-        await app.events.close()
+        await app.push.close()
         await app.broker.close()
         await db.close()
         app.close()

@@ -37,7 +37,7 @@ from storage.db import Database, Transaction
 
 if TYPE_CHECKING:
     from .connection import Connection
-    from .events import EventHub
+    from .push import PushHub
 
 
 class Change:
@@ -69,7 +69,7 @@ class Change:
         """Run ``step`` once the transaction has committed (never on rollback)."""
         self._after.append(step)
 
-    async def committed(self, push: EventHub) -> None:
+    async def committed(self, push: PushHub) -> None:
         """The transaction has committed: push what it logged, run the steps."""
         push.deliver(self.logged)
         for step in self._after:
@@ -79,7 +79,7 @@ class Change:
 class Changes:
     """``app.changes(name)``: a ``Change`` as an async context manager."""
 
-    def __init__(self, db: Database, push: EventHub) -> None:
+    def __init__(self, db: Database, push: PushHub) -> None:
         self.db = db
         self.push = push
 

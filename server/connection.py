@@ -123,7 +123,7 @@ class Connection(asyncio.Protocol):
         self._backlog.clear()  # nobody is left to answer
         self.room.close()
         self.app.connections.discard(self)
-        self.app.events.unsubscribe(self)
+        self.app.push.unsubscribe(self)
         if self._linger is not None:
             self._linger.cancel()
         if self._stall is not None:

@@ -136,8 +136,8 @@ class SessiaCollector(Collector):
         )
         yield _gauge("sessia_connections", "Open client connections", len(app.connections))
         yield _gauge("sessia_sessions_cached", "Authenticated sessions held in the in-memory cache", len(app.sessions))
-        yield _gauge("sessia_push_subscriptions", "Connections subscribed to push events", app.events.subscriptions)
-        yield CounterMetricFamily("sessia_push_events", "Events pushed to subscribed connections", value=app.events.pushed)
+        yield _gauge("sessia_push_subscriptions", "Connections subscribed to push events", app.push.subscriptions)
+        yield CounterMetricFamily("sessia_push_events", "Events pushed to subscribed connections", value=app.push.pushed)
         pool = app.db.pool
         yield _gauge("sessia_db_pool_size", "Open connections in the database pool", pool.get_size())
         yield _gauge("sessia_db_pool_in_use", "Pool connections lent out right now", pool.get_size() - pool.get_idle_size())

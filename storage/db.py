@@ -19,8 +19,13 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import asyncpg
+from asyncpg.pool import PoolConnectionProxy
 
 from .errors import StorageBusy, StorageUnavailable
+
+#: A connection as the pool lends it (asyncpg wraps it in a proxy that
+#: forwards every method); what migrations and transactions run on.
+Connection = asyncpg.Connection | PoolConnectionProxy
 
 log = logging.getLogger("sessia.storage")
 
@@ -79,7 +84,7 @@ class Database:
         self.pool = pool
         #: what the one-statement calls run on: the pool here, the
         #: transaction's connection in ``Transaction``
-        self._target: asyncpg.Pool | asyncpg.Connection = pool
+        self._target: asyncpg.Pool | Connection = pool
 
     @contextlib.contextmanager
     def _timed(self, name: str):
@@ -111,7 +116,7 @@ class Database:
         await self.pool.close()
 
     @contextlib.asynccontextmanager
-    async def connection(self, name: str) -> AsyncIterator[asyncpg.Connection]:
+    async def connection(self, name: str) -> AsyncIterator[Connection]:
         """A pooled connection of its own, outside any transaction (migrations)."""
         with unavailable_on_connection_loss(name):
             async with self.pool.acquire() as conn:
@@ -159,12 +164,12 @@ class Transaction(Database):
     ``atomic`` inside it is the same transaction (no savepoint): a function
     that wants its statements committed together gets that either way."""
 
-    def __init__(self, conn: asyncpg.Connection) -> None:  # noqa: D107 - no pool here
+    def __init__(self, conn: Connection) -> None:  # noqa: D107 - no pool here
         self.conn = conn
         self._target = conn
 
     @contextlib.asynccontextmanager
-    async def connection(self, name: str) -> AsyncIterator[asyncpg.Connection]:
+    async def connection(self, name: str) -> AsyncIterator[Connection]:
         yield self.conn
 
     @contextlib.asynccontextmanager

@@ -73,7 +73,7 @@ class Member:
 
 
 def _dialog(row) -> Dialog:
-    return Dialog(**{k: row[k] for k in Dialog.__slots__})  # type: ignore[attr-defined]
+    return Dialog(**{k: row[k] for k in Dialog.__slots__})
 
 
 # -- lookups ------------------------------------------------------------------------

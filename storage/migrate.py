@@ -20,7 +20,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import asyncpg
+from .db import Connection
 
 log = logging.getLogger("sessia.migrate")
 
@@ -48,27 +48,27 @@ def available() -> list[Migration]:
     return found
 
 
-async def current_version(conn: asyncpg.Connection) -> int:
+async def current_version(conn: Connection) -> int:
     exists = await conn.fetchval("SELECT to_regclass('schema_version') IS NOT NULL")
     if not exists:
         return 0
     return await conn.fetchval("SELECT coalesce(max(version), 0) FROM schema_version")
 
 
-async def applied_versions(conn: asyncpg.Connection) -> set[int]:
+async def applied_versions(conn: Connection) -> set[int]:
     """The versions recorded as applied (empty on a new database)."""
     if await current_version(conn) == 0:
         return set()
     return {r["version"] for r in await conn.fetch("SELECT version FROM schema_version")}
 
 
-async def pending(conn: asyncpg.Connection) -> list[Migration]:
+async def pending(conn: Connection) -> list[Migration]:
     """Migrations the next start (or ``admin migrate``) would apply, in order."""
     done = await applied_versions(conn)
     return [m for m in available() if m.version not in done]
 
 
-async def migrate(conn: asyncpg.Connection) -> list[int]:
+async def migrate(conn: Connection) -> list[int]:
     """Apply every pending migration; returns the versions applied."""
     applied: list[int] = []
     await conn.execute("SELECT pg_advisory_lock($1)", _LOCK_KEY)
@@ -98,14 +98,14 @@ async def migrate(conn: asyncpg.Connection) -> list[int]:
     return applied
 
 
-async def _apply(conn: asyncpg.Connection, migration: Migration) -> None:
+async def _apply(conn: Connection, migration: Migration) -> None:
     if migration.path.suffix == ".sql":
         await conn.execute(migration.path.read_text(encoding="utf-8"))
     else:
         await _python_step(migration)(conn)
 
 
-def _python_step(migration: Migration) -> Callable[[asyncpg.Connection], Awaitable[None]]:
+def _python_step(migration: Migration) -> Callable[[Connection], Awaitable[None]]:
     """The ``apply`` function of a Python migration, loaded from its file (its
     name starts with a digit: it is not importable by name)."""
     spec = importlib.util.spec_from_file_location(f"sessia_migration_{migration.version:04d}", migration.path)
@@ -113,5 +113,5 @@ def _python_step(migration: Migration) -> Callable[[asyncpg.Connection], Awaitab
         raise RuntimeError(f"cannot load migration {migration.path.name}")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    step: Callable[[asyncpg.Connection], Awaitable[None]] = module.apply
+    step: Callable[[Connection], Awaitable[None]] = module.apply
     return step

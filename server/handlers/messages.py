@@ -69,7 +69,10 @@ async def send_message(call: Call) -> dict[str, Any]:
 
 async def _add(call: Call, req: SendMessage) -> dict[str, Any]:
     key = req.msgkey or new_message_key()
-    content, media, positions, forwarded_media = req.content, req.media, req.order, ()
+    content = req.content
+    media: Sequence[str] = req.media
+    positions: Sequence[int] = req.order
+    forwarded_media: Sequence[str] = ()
     if req.forwarded_key is not None:
         source = await message_store.find_visible(call.app.db, call.user_id, req.forwarded_key)
         if source is None:

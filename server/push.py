@@ -33,12 +33,16 @@ from .sessions import Revocation
 if TYPE_CHECKING:
     from .connection import Connection
 
-log = logging.getLogger("sessia.events")
+log = logging.getLogger("sessia.push")
 
 EVENT = PUSH_EVENT
 RESYNC = PUSH_RESYNC
 TYPING = PUSH_TYPING
 CATCH_UP_PAGE = 500
+#: Rows a ``GetEvents`` page reads at least per round trip to the log, and
+#: round trips at most per request (``read_page``).
+SCAN_PAGE = 100
+MAX_SCANS = 10
 REORDER_WAIT = 0.05  # seconds an early event waits for the ones before it
 MAX_EARLY = 64
 
@@ -125,7 +129,7 @@ class _Encoded:
         return template.frame(row.seq)
 
 
-class EventHub:
+class PushHub:
     def __init__(self, db: Database, broker: Broker, *, buffer_limit: int = 1 << 20) -> None:
         self.db = db
         self.broker = broker
@@ -176,6 +180,36 @@ class EventHub:
     @property
     def subscriptions(self) -> int:
         return len(self._by_conn)
+
+    # -- reading the log for a client (Subscribe, GetEvents) ---------------------------
+
+    async def start_position(self, user_id: int, after: int | None) -> int:
+        """Where a subscription starts: ``after`` if the log still reaches back
+        to it (``LogTrimmed`` otherwise: 410 with ``LastSeq``), or the user's
+        newest seq when the client names none (only new events)."""
+        if after is None:
+            return await event_log.last_seq(self.db, user_id)
+        await event_log.read_after(self.db, user_id, after, 0)
+        return after
+
+    async def read_page(self, user_id: int, after: int, take: int) -> event_log.EventPage:
+        """Up to ``take`` events after ``after`` as the user may see them now.
+
+        Events the reader may no longer see are passed over, a scan page at a
+        time (at least SCAN_PAGE rows, at most MAX_SCANS reads, so that a long
+        run of them costs few reads and bounded work); the page's ``through``
+        tells where the next request continues."""
+        scan = max(take, SCAN_PAGE)
+        rows: list[event_log.EventRow] = []
+        start = after
+        for _ in range(MAX_SCANS):
+            page = await event_log.read_after(self.db, user_id, start, scan)
+            rows += page.rows
+            if len(rows) >= take or page.through >= page.last_seq or page.through == start:
+                break
+            start = page.through
+        through = rows[take - 1].seq if len(rows) >= take else page.through
+        return event_log.EventPage(rows[:take], page.last_seq, through)
 
     # -- delivery --------------------------------------------------------------------
 
