@@ -110,7 +110,8 @@ async def locked_relation(db: Database, me: int, other: int) -> Relation:
         me,
         other,
     )
-    return Relation(**dict(row))  # type: ignore[arg-type]
+    assert row is not None  # a SELECT without FROM always returns one row
+    return Relation(**dict(row))
 
 
 async def add_request(db: Database, owner: int, peer: int, note: str) -> None:

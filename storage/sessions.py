@@ -43,7 +43,8 @@ async def create_session(
     )
     args = (user_id, token_hash, device_id, device_os, device_mac, device_hostname, client_name, client_hashcert, client_version)
     row = await db.fetchrow("sessions.create", sql, *args)
-    return SessionRow(**dict(row))  # type: ignore[arg-type]
+    assert row is not None  # INSERT ... RETURNING always returns its row
+    return SessionRow(**dict(row))
 
 
 async def find_by_token_hash(db: Database, token_hash: bytes) -> SessionRow | None:

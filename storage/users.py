@@ -68,7 +68,8 @@ async def create_user(db: Database, login: str, email: str, password_hash: str) 
         if "email" in (exc.constraint_name or ""):
             raise IdentityTaken("email") from None
         raise IdentityTaken("login") from None
-    return _user(row)  # type: ignore[return-value]
+    assert row is not None  # INSERT ... RETURNING always returns its row
+    return User(**dict(row))
 
 
 async def identity_taken(db: Database, login: str, email: str) -> str | None:
