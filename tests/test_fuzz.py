@@ -76,13 +76,13 @@ class SyncWire:
         """The next frame (pushes skipped); a silent server fails by timeout."""
         while True:
             while self.events:
-                event = self.push.popleft()
+                event = self.events.popleft()
                 assert isinstance(event, Frame), f"not a frame: {event}"
                 if event.kind != FrameKind.PUSH:
                     return event
             data = self.sock.recv(1 << 16)
             assert data, "the server closed the connection"
-            self.push.extend(self.decoder.feed(data))
+            self.events.extend(self.decoder.feed(data))
 
     def roundtrip(self, frame: bytes, request_id: int) -> tuple[Frame, dict[str, Any]]:
         self.send(frame)

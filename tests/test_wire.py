@@ -87,7 +87,7 @@ class Wire:
         if not data:
             self.eof = True
         else:
-            self.push.extend(self.decoder.feed(data))
+            self.events.extend(self.decoder.feed(data))
 
     async def frame(self, timeout: float = 10.0) -> Frame:
         """The next complete frame the server sends."""
@@ -96,7 +96,7 @@ class Wire:
             if self.eof:
                 raise AssertionError("connection closed before a frame arrived")
             await self._fill(max(0.01, deadline - time.monotonic()))
-        event = self.push.popleft()
+        event = self.events.popleft()
         assert isinstance(event, Frame), f"server sent bytes that are not a frame: {event}"
         return event
 
@@ -123,7 +123,7 @@ class Wire:
         while not self.eof:
             await self._fill(timeout)
         events = list(self.events)
-        self.push.clear()
+        self.events.clear()
         return events
 
     async def close(self) -> None:

@@ -161,7 +161,7 @@ class Receiver:
             try:
                 async for update in stream:
                     if isinstance(update.event, NewMessage) and update.seq is not None:
-                        self.push.append(Received(update.seq, update.event.dialog_key, update.event.item.key))
+                        self.events.append(Received(update.seq, update.event.dialog_key, update.event.item.key))
                 return
             except (*TRANSIENT, SessiaError) as exc:
                 # The stream should ride out every fault of the run by itself:

@@ -36,17 +36,19 @@ from storage import sessions as session_store
 from storage.errors import StorageError
 
 from .. import accounts
+from ..codes import RESET, Outcome, check_code, mail_code
 from ..mail import code_lifetime
 from ..routes import Call, route
 from ..sessions import Session
 from ..storage_errors import status_for
 
 if TYPE_CHECKING:
+    from storage.db import Database
+
     from ..app import App
 
 log = logging.getLogger("sessia.reset")
 
-RESET = "reset"  # the email_codes purpose
 RESET_SUBJECT = "Your sessia password reset code"
 RESET_REQUESTED = "if this address belongs to an account and is confirmed, a reset code has been mailed to it"
 PASSWORD_RESET = "password changed: log in with the new password"
@@ -157,22 +159,18 @@ async def mail_reset_code(app: App, email: str) -> None:
     user = await users.find_for_login(app.db, email)
     if user is None or not user.email_confirmed:
         return
-    code = email_codes.new_code()
-    async with app.changes("reset.reserve") as ch:
-        await users.lock_for_update(ch.db, user.id)  # one request at a time per account
-        if await email_codes.seconds_until_resend(ch.db, user.id, cfg.email_code_resend_interval, purpose=RESET):
+
+    async def checks(db: Database, _locked: users.User | None) -> bool:
+        if await email_codes.seconds_until_resend(db, user.id, cfg.email_code_resend_interval, purpose=RESET):
             log.info("reset code for user %d not sent: one was sent recently", user.id)
-            return
-        code_id = await email_codes.reserve(
-            ch.db, user_id=user.id, email=user.email, code=code, ttl=cfg.email_code_ttl, purpose=RESET
-        )
-    try:
-        await app.mailer.send(user.email, RESET_SUBJECT, reset_mail_text(code, cfg.email_code_ttl))
-    except BaseException:
-        await email_codes.discard(app.db, code_id)
-        raise
-    async with app.changes("reset.sent") as ch:
-        await email_codes.mark_sent(ch.db, code_id=code_id, user_id=user.id, ttl=cfg.email_code_ttl, purpose=RESET)
+            return False
+        return True
+
+    code_id = await mail_code(app, "reset", user_id=user.id, email=user.email, purpose=RESET, subject=RESET_SUBJECT,
+                              text=lambda code: reset_mail_text(code, cfg.email_code_ttl), checks=checks)
+    if code_id is not None:
+        async with app.changes("reset.sent") as ch:
+            await email_codes.mark_sent(ch.db, code_id=code_id, user_id=user.id, ttl=cfg.email_code_ttl, purpose=RESET)
 
 
 def reset_mail_text(code: str, ttl: float) -> str:
@@ -190,7 +188,8 @@ def reset_mail_text(code: str, ttl: float) -> str:
 
 async def set_new_password(call: Call, req: ResetPassword) -> None:
     """Check the code; on success set the password and log every session out.
-    A wrong guess is counted (committed) although the request is refused."""
+    A wrong guess is counted (committed) although the request is refused; every
+    refusal reads the same, whatever the reason."""
     app = call.app
     code, new_password = req.code, req.new_password
     assert code is not None and new_password is not None  # not ``sends``: parse required both
@@ -198,20 +197,11 @@ async def set_new_password(call: Call, req: ResetPassword) -> None:
     if user is None or not user.email_confirmed:
         raise Unprocessable(WRONG_RESET_CODE)
     async with app.changes("reset.confirm") as ch:
-        pending = await email_codes.pending_for_update(ch.db, user.id, RESET)
-        usable = (
-            pending is not None
-            and not pending.expired
-            and pending.attempts < app.config.email_code_max_attempts
-            and users.identity_key(pending.email) == users.identity_key(user.email)
-        )
-        right = pending is not None and usable and pending.matches(code)
-        if pending is not None and right:
+        verdict = await check_code(ch.db, user.id, RESET, code, max_attempts=app.config.email_code_max_attempts,
+                                   for_email=user.email)
+        if verdict.outcome is Outcome.RIGHT:
             password_hash = await app.passwords.hash(new_password)
-            await email_codes.consume(ch.db, pending.id)
             _, revoked = await accounts.replace_password(ch.db, user.id, password_hash)
             ch.after_commit(lambda: app.sessions_ended(revoked, call.conn))
-        elif pending is not None and usable:
-            await email_codes.record_failure(ch.db, pending.id)
-    if not right:
+    if verdict.outcome is not Outcome.RIGHT:
         raise Unprocessable(WRONG_RESET_CODE)

@@ -107,8 +107,9 @@ async def remove(call: Call, req: UserOperation) -> dict[str, Any]:
 
 async def update(call: Call, req: UserOperation) -> dict[str, Any]:
     """Change my private note on a friend or on my pending request to them."""
-    if not await friends.set_note(call.app.db, call.user_id, req.user_id, req.note or ""):
-        raise NotFound("neither a friend nor a pending request of yours")
+    async with call.app.changes("friends.update") as ch:
+        if not await friends.set_note(ch.db, call.user_id, req.user_id, req.note or ""):
+            raise NotFound("neither a friend nor a pending request of yours")
     return ok("Note changed")
 
 

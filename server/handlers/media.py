@@ -40,14 +40,15 @@ async def upload(call: Call) -> dict[str, Any]:
     # never a key that points at nothing.
     sha256 = await _store(call).save(req.data)
     for _ in range(3):  # a clash of 128 random bits is not expected, only tolerated
-        row = await media.insert_media(
-            call.app.db,
-            key=secrets.token_hex(KEY_BYTES),
-            owner_id=call.user_id,
-            extension=req.extension,
-            size=len(req.data),
-            sha256=sha256,
-        )
+        async with call.app.changes("media.insert") as ch:
+            row = await media.insert_media(
+                ch.db,
+                key=secrets.token_hex(KEY_BYTES),
+                owner_id=call.user_id,
+                extension=req.extension,
+                size=len(req.data),
+                sha256=sha256,
+            )
         if row is not None:
             return ok("Media uploaded", Key=row.key)
     raise InternalError("could not allocate a media key")

@@ -29,6 +29,7 @@ from storage import sessions as session_store
 from storage.errors import StorageError
 
 from .. import accounts
+from ..codes import CONFIRM, Outcome, Verdict, check_code, discard_code, mail_code
 from ..mail import code_lifetime
 from ..routes import Call, route
 from ..sessions import Session
@@ -89,7 +90,7 @@ async def change_user(call: Call) -> dict[str, Any]:
         await apply_change(call, session, me, req, new_hash, code_id)
     except (SessiaError, StorageError):
         if code_id is not None:  # refused after the mail went: its code must not become usable
-            await email_codes.discard(call.app.db, code_id)
+            await discard_code(call.app, code_id)
         raise
     return ok("profile updated", Messages=change_messages(req))
 
@@ -198,25 +199,19 @@ async def check_resend_interval(call: Call, tx: Database | None = None) -> None:
 
 
 async def send_code(call: Call, me: users.User, email: str) -> int:
-    """Store a new code for ``email`` and mail it; returns the code's id.
+    """Store a new code for ``email`` and mail it (server/codes.py); returns
+    the code's id.  It becomes usable once the caller marks it sent
+    (``email_codes.mark_sent``) in the transaction that applies the request."""
 
-    The code becomes usable once the caller marks it sent
-    (``email_codes.mark_sent``) in the transaction that applies the request.
-    If the mail cannot be sent the code is dropped: the client may retry at
-    once, and a code sent earlier stays valid."""
-    cfg = call.app.config
-    code = email_codes.new_code()
-    async with call.app.changes("email.reserve") as ch:
-        # Re-read under the row lock: the checks below hold against a concurrent request.
-        locked = await users.lock_for_update(ch.db, me.id) or me
-        check_address(locked, email, await users.email_owner(ch.db, email))
-        await check_resend_interval(call, ch.db)
-        code_id = await email_codes.reserve(ch.db, user_id=me.id, email=email, code=code, ttl=cfg.email_code_ttl)
-    try:
-        await call.app.mailer.send(email, MAIL_SUBJECT, mail_text(code, cfg.email_code_ttl))
-    except BaseException:
-        await email_codes.discard(call.app.db, code_id)
-        raise
+    async def checks(db: Database, locked: users.User | None) -> bool:
+        check_address(locked or me, email, await users.email_owner(db, email))
+        await check_resend_interval(call, db)
+        return True
+
+    ttl = call.app.config.email_code_ttl
+    code_id = await mail_code(call.app, "email", user_id=me.id, email=email, purpose=CONFIRM, subject=MAIL_SUBJECT,
+                              text=lambda code: mail_text(code, ttl), checks=checks)
+    assert code_id is not None  # ``checks`` refuses by raising
     return code_id
 
 
@@ -237,31 +232,27 @@ async def confirm_code(call: Call, code: str) -> None:
     """Check ``code`` against the pending one; on success the address it was
     sent to becomes the account's confirmed email.  A wrong guess is counted
     (committed) even though the request is refused."""
-    max_attempts = call.app.config.email_code_max_attempts
     async with call.app.changes("email.confirm") as ch:
-        pending = await email_codes.pending_for_update(ch.db, call.user_id)
-        refusal = unusable(pending, max_attempts)
-        if pending is not None and refusal is None and not pending.matches(code):
-            attempts = await email_codes.record_failure(ch.db, pending.id)
-            refusal = wrong_code(max_attempts - attempts)
-        if pending is not None and refusal is None:
-            if await users.email_owner(ch.db, pending.email) not in (None, call.user_id):
+        verdict = await check_code(ch.db, call.user_id, CONFIRM, code,
+                                   max_attempts=call.app.config.email_code_max_attempts)
+        if verdict.outcome is Outcome.RIGHT:
+            assert verdict.pending is not None
+            if await users.email_owner(ch.db, verdict.pending.email) not in (None, call.user_id):
                 raise Conflict("email is already registered")
-            await email_codes.consume(ch.db, pending.id)
-            await users.set_confirmed_email(ch.db, call.user_id, pending.email)
-    if refusal is not None:
-        raise refusal
+            await users.set_confirmed_email(ch.db, call.user_id, verdict.pending.email)
+    if verdict.outcome is not Outcome.RIGHT:
+        raise refusal(verdict)
 
 
-def unusable(pending: email_codes.PendingCode | None, max_attempts: int) -> SessiaError | None:
-    """Why no guess can be checked against ``pending``, or None."""
-    if pending is None:
+def refusal(verdict: Verdict) -> SessiaError:
+    """Why the code was not accepted, as the client is told."""
+    if verdict.outcome is Outcome.NONE:
         return NotFound("no pending code: request one first")
-    if pending.expired:
+    if verdict.outcome is Outcome.EXPIRED:
         return Gone("code expired, request a new code")
-    if pending.attempts >= max_attempts:
+    if verdict.outcome is Outcome.EXHAUSTED:
         return TooManyRequests("too many attempts, request a new code")
-    return None
+    return wrong_code(verdict.attempts_left)
 
 
 def wrong_code(left: int) -> Unprocessable:
