@@ -29,7 +29,7 @@ MAX_MEMBERS_PER_REQUEST = 500
 
 #: Dates already written as text (see ``format_date``), at most ``_DATES_KEPT``.
 _date_texts: dict[datetime, str] = {}
-_DATES_KEPT = 50_000
+_DATES_KEPT = 20_000
 
 
 def format_date(value: datetime | None) -> str:
@@ -42,7 +42,7 @@ def format_date(value: datetime | None) -> str:
     time a page shows it, and the newest pages are read far more often than
     messages are sent.  Formatting an aware datetime costs about a
     microsecond (its offset is looked up each time); a lookup, a twentieth of
-    that.  The memo is emptied when full, which bounds it at a few MiB."""
+    that.  The memo is emptied when full, which bounds it at about 5 MiB."""
     if value is None:
         return ""
     text = _date_texts.get(value)
