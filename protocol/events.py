@@ -74,8 +74,10 @@ class DialogEvent(Event):
 
 
 @dataclass(frozen=True, slots=True)
-class NewMessage(DialogEvent):
-    KIND: ClassVar[str] = "NewMessage"
+class MessageEvent(DialogEvent):
+    """An event that carries a message (``Msg``): a read of the log shows the
+    copy as the message is now (edited text, or a tombstone)."""
+
     item: MessageItem
 
     @property
@@ -86,27 +88,20 @@ class NewMessage(DialogEvent):
         return {"PkDialog": self.dialog_key, "Msg": self.item.to_wire()}
 
     @classmethod
-    def from_payload(cls, payload: dict[str, Any]) -> NewMessage:
+    def from_payload(cls, payload: dict[str, Any]) -> MessageEvent:
         return cls(payload["PkDialog"], MessageItem.from_wire(payload["Msg"]))
 
 
 @dataclass(frozen=True, slots=True)
-class MessageEdited(DialogEvent):
+class NewMessage(MessageEvent):
+    KIND: ClassVar[str] = "NewMessage"
+
+
+@dataclass(frozen=True, slots=True)
+class MessageEdited(MessageEvent):
     """The message as it is after the edit."""
 
     KIND: ClassVar[str] = "MessageEdited"
-    item: MessageItem
-
-    @property
-    def message(self) -> str | None:
-        return self.item.key
-
-    def to_payload(self) -> dict[str, Any]:
-        return {"PkDialog": self.dialog_key, "Msg": self.item.to_wire()}
-
-    @classmethod
-    def from_payload(cls, payload: dict[str, Any]) -> MessageEdited:
-        return cls(payload["PkDialog"], MessageItem.from_wire(payload["Msg"]))
 
 
 @dataclass(frozen=True, slots=True)
