@@ -252,6 +252,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--duration", type=float, default=10.0, help="seconds measured (default %(default)s)")
     p.add_argument("--inflight", type=int, help="requests in flight per connection (fanout: messages at a time)")
     p.add_argument("--dialog-size", help="members per dialog: N or LO-HI (send/history: 2-10, fanout: 100)")
+    p.add_argument("--online", type=int, help="fanout: members connected and subscribed (default: all); the rest"
+                   " are offline, their pushes wait in the log")
     p.add_argument("--codec", choices=["msgpack", "json"], default="msgpack")
     p.add_argument("--timeout", type=float, default=10.0, help="seconds one request (or one push) may take")
     p.add_argument("--target", help="HOST:PORT of a running server on this machine instead of starting one")
@@ -278,7 +280,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
             setattr(args, key, scenario.defaults.get(key))
     args.dialog_sizes = parse_sizes(str(args.dialog_size))
     if args.scenario == "fanout":
-        args.users = args.connections = args.dialog_sizes[1]
+        args.users = args.dialog_sizes[1]
+        args.online = min(args.online or args.users, args.users)
+        args.connections = args.online
+        if args.online < 2:
+            raise SystemExit("--online must be at least 2 (the sender and one receiver)")
     if args.users < 1 or args.connections < 1 or args.inflight < 1 or args.duration <= 0:
         raise SystemExit("--users, --connections and --inflight must be >= 1, --duration > 0")
     if args.scenario in ("send", "history") and args.users < args.dialog_sizes[0]:
@@ -341,6 +347,7 @@ async def run_scenario(args: argparse.Namespace, server: Any) -> dict[str, Any]:
     setup_seconds = time.perf_counter() - t0
 
     profiler = await start_profile(args, server.pid)
+    await scenario.before_measure()
     before = snapshot(server)
     started = time.perf_counter()
     run.deadline = started + args.duration
@@ -353,6 +360,7 @@ async def run_scenario(args: argparse.Namespace, server: Any) -> dict[str, Any]:
         await progress.stop()
     ended = time.perf_counter()
     after = snapshot(server)
+    await scenario.after_measure()
     profile = await finish_profile(profiler, args)
 
     seconds = ended - started
@@ -371,7 +379,8 @@ async def run_scenario(args: argparse.Namespace, server: Any) -> dict[str, Any]:
         "scenario": args.scenario,
         "params": {
             "users": args.users, "connections": args.connections, "inflight": args.inflight,
-            "dialog_size": args.dialog_size, "duration": args.duration, "codec": args.codec,
+            "dialog_size": args.dialog_size, "online": getattr(args, "online", None),
+            "duration": args.duration, "codec": args.codec,
             "durable": args.durable if not args.target else None, "target": args.target or "own server",
         },
         "seconds": round(seconds, 3),
@@ -397,6 +406,15 @@ async def run_scenario(args: argparse.Namespace, server: Any) -> dict[str, Any]:
         "machine": machine,
         "extra": scenario.extra,
     }
+    if args.scenario == "fanout" and scenario.primary.ok:
+        sent = scenario.primary.ok
+        scenario.extra["server_cpu_us_per_online_recipient"] = round(server_cpu / (sent * args.online) * 1e6, 2)
+        if server.pg_pid:
+            scenario.extra["database_cpu_us_per_message"] = round(pg_cpu / sent * 1e6, 1)
+        written = scenario.extra.pop("_db_bytes", None)
+        if written is not None:
+            scenario.extra["wal_bytes_per_message"] = round(written[0] / sent)
+            scenario.extra["table_and_index_bytes_per_message"] = round(written[1] / sent)
     pushes = scenario.pushes()
     if pushes is not None:
         pushes["per_s"] = round(pushes["received"] / seconds, 1)

@@ -175,9 +175,11 @@ def password_hash() -> str:
 # -- set-up --------------------------------------------------------------------------------
 
 
-def deal(user_ids: list[int], logins: list[str], sessions: int, tag: str) -> list[tuple[int, str, str]]:
-    """(user id, login, device id) of each session: users round-robin."""
-    n = max(sessions, len(user_ids))
+def deal(user_ids: list[int], logins: list[str], sessions: int, tag: str, *,
+         every_user: bool = True) -> list[tuple[int, str, str]]:
+    """(user id, login, device id) of each session: users round-robin, at
+    least one each unless ``every_user`` is false (offline members)."""
+    n = max(sessions, len(user_ids)) if every_user else sessions
     return [(user_ids[i % len(user_ids)], logins[i % len(user_ids)], f"load{tag}d{i}") for i in range(n)]
 
 
@@ -188,6 +190,7 @@ class DirectSetup:
         self.url = database_url
         self.tag = tag
         self.conn: asyncpg.Connection | None = None
+        self.user_ids: list[int] = []  # every account of the last ``accounts`` call, with a session or not
 
     async def open(self) -> asyncpg.Connection:
         if self.conn is None:
@@ -199,7 +202,7 @@ class DirectSetup:
             await self.conn.close()
             self.conn = None
 
-    async def accounts(self, users: int, sessions: int) -> list[Sess]:
+    async def accounts(self, users: int, sessions: int, *, every_user: bool = True) -> list[Sess]:
         conn = await self.open()
         pw = await asyncio.to_thread(password_hash)
         rows = await conn.fetch(
@@ -209,9 +212,10 @@ class DirectSetup:
             self.tag, users, pw,
         )
         ids = [r["id"] for r in rows]
+        self.user_ids = ids
         logins = [r["login"] for r in rows]
         out = []
-        for user_id, login, device in deal(ids, logins, sessions, self.tag):
+        for user_id, login, device in deal(ids, logins, sessions, self.tag, every_user=every_user):
             out.append(Sess(user_id, login, device, f"{secrets.token_hex(32)}?{user_id}"))
         await conn.copy_records_to_table(
             "sessions",
@@ -264,6 +268,7 @@ class ApiSetup:
         self.host = host
         self.port = port
         self.tag = tag
+        self.user_ids: list[int] = []
 
     async def _client(self, deviceid: str) -> client_sdk.Client:
         return await client_sdk.connect(
@@ -276,7 +281,7 @@ class ApiSetup:
     async def close(self) -> None:
         pass
 
-    async def accounts(self, users: int, sessions: int) -> list[Sess]:
+    async def accounts(self, users: int, sessions: int, *, every_user: bool = True) -> list[Sess]:
         async def register(i: int) -> Sess:
             login = f"load{self.tag}u{i}"
             c = await self._client(f"load{self.tag}d{i}")
@@ -287,6 +292,9 @@ class ApiSetup:
             return Sess(done.user_id, login, f"load{self.tag}d{i}", done.token)
 
         first = await bounded_gather(8, [register(i) for i in range(users)])
+        self.user_ids = [s.user_id for s in first]
+        if not every_user:
+            return first[:sessions]
 
         async def device(i: int) -> Sess:
             owner = first[i % users]
@@ -378,6 +386,12 @@ class Scenario:
 
     async def measure(self) -> None:
         raise NotImplementedError
+
+    async def before_measure(self) -> None:
+        """Just before the measured seconds (after set-up)."""
+
+    async def after_measure(self) -> None:
+        """Just after them."""
 
     def pushes(self) -> dict[str, Any] | None:
         return None
@@ -705,9 +719,13 @@ class _Waiter:
 
 
 class Fanout(Scenario):
-    """One dialog of --dialog-size members, each on its own subscribed
-    connection; one member sends, and each message's time until every other
-    member has its push is measured (--inflight messages at a time)."""
+    """One dialog of --dialog-size members, --online of them (default all)
+    each on its own subscribed connection, the rest offline; one member sends,
+    and each message's time until every other online member has its push is
+    measured (--inflight messages at a time).  Besides CPU, the report gives
+    server CPU per online recipient and the bytes the database wrote per
+    message (WAL, and table plus index growth), read around the measured
+    seconds when the harness can reach the database."""
 
     name = "fanout"
     defaults = {"users": None, "connections": None, "inflight": 1, "dialog_size": "100"}
@@ -715,10 +733,14 @@ class Fanout(Scenario):
     async def prepare(self) -> None:
         a = self.args
         k = a.dialog_sizes[1]
+        online = a.online
         setup = self.run.setup
-        sessions = await setup.accounts(k, k)
-        self.dialog = (await setup.dialogs([[s.user_id for s in sessions]], {sessions[0].user_id: sessions[0]}))[0][1]
-        conns = await self.connect(sessions, k)
+        sessions = await setup.accounts(k, online, every_user=False)
+        members = setup.user_ids
+        owner = {sessions[0].user_id: sessions[0]}
+        self.dialog = (await setup.dialogs([[sessions[0].user_id, *(u for u in members if u != sessions[0].user_id)]],
+                                           owner))[0][1]
+        conns = await self.connect(sessions, online)
         for c in conns:
             c.transport.on_push = self._on_push
         await self.subscribe()
@@ -727,9 +749,36 @@ class Fanout(Scenario):
         self.sent = self.recorder(R.SEND_MESSAGE)
         self.delivery = self.recorder("push (each member)", request=False)
         self.complete = self.recorder("push (all members)", request=False)
-        self.members = k
+        self.members = online
         self.push_base = sum(c.transport.push_count for c in conns)
         self.extra["members"] = k
+        self.extra["online"] = online
+        self._bytes_before: tuple[int, int] | None = None
+
+    async def _db_bytes(self) -> tuple[int, int] | None:
+        """(WAL position, bytes of every table and index) now, or None when
+        the database is not reachable from here."""
+        url = getattr(self.run.setup, "url", None)
+        if url is None:
+            return None
+        conn = await asyncpg.connect(url, timeout=30)
+        try:
+            row = await conn.fetchrow(
+                "SELECT pg_current_wal_insert_lsn() - '0/0'::pg_lsn AS wal,"
+                " (SELECT sum(pg_total_relation_size(c.oid)) FROM pg_class c"
+                "  WHERE c.relkind IN ('r', 'm') AND c.relnamespace = 'public'::regnamespace) AS tables"
+            )
+        finally:
+            await conn.close()
+        return int(row["wal"]), int(row["tables"])
+
+    async def before_measure(self) -> None:
+        self._bytes_before = await self._db_bytes()
+
+    async def after_measure(self) -> None:
+        after = await self._db_bytes()
+        if self._bytes_before is not None and after is not None:
+            self.extra["_db_bytes"] = (after[0] - self._bytes_before[0], after[1] - self._bytes_before[1])
 
     def _on_push(self, transport: LoadTransport, frame: Frame) -> None:
         if frame.name != PUSH_EVENT:

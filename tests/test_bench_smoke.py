@@ -42,3 +42,17 @@ def test_fanout_scenario_times_every_member(tmp_path: Path) -> None:
     assert delivered["ok"] == report["requests"]["SendMessage"]["ok"] * 9
     assert report["requests"]["push (all members)"]["latency_ms"]["p99"] > 0
     assert report["pushes"]["received"] == report["pushes"]["expected"]
+
+
+def test_fanout_with_offline_members_times_the_online_ones_and_counts_bytes(tmp_path: Path) -> None:
+    report = load(tmp_path, "fanout", "--duration", "2", "--dialog-size", "40", "--online", "5")
+    sent = report["requests"]["SendMessage"]["ok"]
+    assert sent > 0 and report["errors"] == 0
+    # Only the 4 online receivers are waited for; the offline 35 are not connected.
+    assert report["requests"]["push (each member)"]["ok"] == sent * 4
+    assert report["pushes"] == {**report["pushes"], "received": sent * 5, "expected": sent * 5}
+    extra = report["extra"]
+    assert (extra["members"], extra["online"]) == (40, 5)
+    assert extra["server_cpu_us_per_online_recipient"] > 0
+    # Every message is stored, so the database wrote something for each.
+    assert extra["wal_bytes_per_message"] > 0 and extra["table_and_index_bytes_per_message"] >= 0
