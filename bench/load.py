@@ -252,6 +252,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--duration", type=float, default=10.0, help="seconds measured (default %(default)s)")
     p.add_argument("--inflight", type=int, help="requests in flight per connection (fanout: messages at a time)")
     p.add_argument("--dialog-size", help="members per dialog: N or LO-HI (send/history: 2-10, fanout: 100)")
+    p.add_argument("--rate", type=float, help="send/history: open loop, this many requests per second in all,"
+                   " started on schedule whatever the answers do; latency counted from the scheduled start")
     p.add_argument("--online", type=int, help="fanout: members connected and subscribed (default: all); the rest"
                    " are offline, their pushes wait in the log")
     p.add_argument("--codec", choices=["msgpack", "json"], default="msgpack")
@@ -287,6 +289,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
             raise SystemExit("--online must be at least 2 (the sender and one receiver)")
     if args.users < 1 or args.connections < 1 or args.inflight < 1 or args.duration <= 0:
         raise SystemExit("--users, --connections and --inflight must be >= 1, --duration > 0")
+    if args.rate is not None and (args.rate <= 0 or args.scenario not in ("send", "history")):
+        raise SystemExit("--rate: a positive number of requests per second, for send or history")
     if args.scenario in ("send", "history") and args.users < args.dialog_sizes[0]:
         raise SystemExit("--users must be at least the smallest --dialog-size")
     return args
@@ -379,7 +383,7 @@ async def run_scenario(args: argparse.Namespace, server: Any) -> dict[str, Any]:
         "scenario": args.scenario,
         "params": {
             "users": args.users, "connections": args.connections, "inflight": args.inflight,
-            "dialog_size": args.dialog_size, "online": getattr(args, "online", None),
+            "dialog_size": args.dialog_size, "online": getattr(args, "online", None), "rate": args.rate,
             "duration": args.duration, "codec": args.codec,
             "durable": args.durable if not args.target else None, "target": args.target or "own server",
         },

@@ -59,11 +59,12 @@ def percentile(sorted_values: list[float], q: float) -> float:
 def latency_ms(values: list[float]) -> dict[str, float]:
     data = sorted(values)
     if not data:
-        return {"p50": 0.0, "p95": 0.0, "p99": 0.0, "max": 0.0, "mean": 0.0}
+        return {"p50": 0.0, "p95": 0.0, "p99": 0.0, "p99.9": 0.0, "max": 0.0, "mean": 0.0}
     return {
         "p50": round(percentile(data, 50) * 1000, 3),
         "p95": round(percentile(data, 95) * 1000, 3),
         "p99": round(percentile(data, 99) * 1000, 3),
+        "p99.9": round(percentile(data, 99.9) * 1000, 3),
         "max": round(data[-1] * 1000, 3),
         "mean": round(sum(data) / len(data) * 1000, 3),
     }
@@ -194,9 +195,11 @@ def render(report: dict[str, Any]) -> str:
     """The human-readable report."""
     lines = []
     p = report["params"]
+    load = (f"open loop at {p['rate']:g} requests/s scheduled" if p.get("rate")
+            else f"inflight {p['inflight']}")
     lines.append(
         f"scenario {report['scenario']}: {p['users']} users on {p['connections']} connections,"
-        f" inflight {p['inflight']}, {report['seconds']:.1f} s measured, codec {p['codec']},"
+        f" {load}, {report['seconds']:.1f} s measured, codec {p['codec']},"
         f" durable {p['durable'] if p['durable'] is not None else '(target server)'}"
     )
     for name, rec in report["requests"].items():
@@ -204,7 +207,8 @@ def render(report: dict[str, Any]) -> str:
         errors = ", ".join(f"{k}: {v}" for k, v in rec["errors"].items()) or "none"
         lines.append(
             f"  {name:<14} {rec['ok']:>9} ok  {rec['throughput_per_s']:>10.1f}/s"
-            f"  p50 {lat['p50']:.2f}  p95 {lat['p95']:.2f}  p99 {lat['p99']:.2f}  max {lat['max']:.2f} ms"
+            f"  p50 {lat['p50']:.2f}  p95 {lat['p95']:.2f}  p99 {lat['p99']:.2f}  p99.9 {lat.get('p99.9', 0):.2f}"
+            f"  max {lat['max']:.2f} ms"
             f"  errors: {errors}"
         )
     s = report["server"]

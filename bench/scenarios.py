@@ -119,12 +119,16 @@ def frame(request_id: int, data: bytes, codec: int) -> bytes:
 
 
 async def timed_call(
-    transport: LoadTransport, data: bytes, codec: int, rec: Recorder, timeout: float
+    transport: LoadTransport, data: bytes, codec: int, rec: Recorder, timeout: float,
+    scheduled: float | None = None,
 ) -> dict[str, Any] | None:
     """One request; its latency or its failure goes to ``rec``.  Returns the
-    answer, or None on a refusal or time-out; raises ConnectionClosed."""
+    answer, or None on a refusal or time-out; raises ConnectionClosed.
+    ``scheduled``: the time the request was due (open loop); its latency is
+    counted from then, not from when it could actually be sent, so a stall
+    is charged to every request it delayed (no coordinated omission)."""
     request_id = transport.next_id()
-    started = time.perf_counter()
+    started = time.perf_counter() if scheduled is None else scheduled
     try:
         answer = await transport.request_raw(request_id, frame(request_id, data, codec), timeout)
     except ProtocolError as exc:
@@ -435,8 +439,12 @@ class Scenario:
 
     async def loops(self, rec: Recorder, conns: list[Conn], inflight: int,
                     on_ok: Callable[[Conn, int], None] | None = None) -> None:
-        """``inflight`` request loops per connection over its pre-encoded
-        payloads, until the deadline."""
+        """Closed loop: ``inflight`` request loops per connection over its
+        pre-encoded payloads, until the deadline.  With ``--rate``, open loop
+        instead (``open_loop``)."""
+        if self.args.rate:
+            await self.open_loop(rec, conns, self.args.rate, on_ok)
+            return
 
         async def loop(conn: Conn) -> None:
             deadline = self.run.deadline
@@ -452,6 +460,49 @@ class Scenario:
                     on_ok(conn, i)
 
         await asyncio.gather(*(loop(c) for c in conns for _ in range(inflight)))
+
+    async def open_loop(self, rec: Recorder, conns: list[Conn], rate: float,
+                        on_ok: Callable[[Conn, int], None] | None = None) -> None:
+        """Requests start on a fixed schedule, ``rate`` per second in all, one
+        connection after another (pipelined: a connection does not wait for
+        its answers), whatever the answers do, as wrk2 does; each latency is
+        measured from the request's scheduled start.  Requests that fall due
+        while the generator is busy are sent at once when it gets to them,
+        still timed from when they were due."""
+        timeout = self.args.timeout
+        codec = self.codec
+        pending: set[asyncio.Task[None]] = set()
+
+        async def one(conn: Conn, due: float) -> None:
+            i = conn.next_index()
+            try:
+                answer = await timed_call(conn.transport, conn.payloads[i], codec, rec, timeout, scheduled=due)
+            except ConnectionClosed:
+                return
+            if answer is not None and on_ok is not None:
+                on_ok(conn, i)
+
+        start = time.perf_counter()
+        deadline = self.run.deadline
+        interval = 1.0 / rate
+        n = 0
+        while True:
+            now = time.perf_counter()
+            due = start + n * interval
+            if due >= deadline:
+                break
+            if due > now:
+                await asyncio.sleep(due - now)
+                continue
+            while due <= now and due < deadline:  # everything due by now
+                task = asyncio.ensure_future(one(conns[n % len(conns)], due))
+                pending.add(task)
+                task.add_done_callback(pending.discard)
+                n += 1
+                due = start + n * interval
+        self.extra["scheduled"] = n
+        if pending:
+            await asyncio.gather(*pending)
 
     async def warm_up(self, rec_name: str = "warm-up") -> None:
         """One request per session, not measured: caches and prepared statements."""

@@ -56,3 +56,12 @@ def test_fanout_with_offline_members_times_the_online_ones_and_counts_bytes(tmp_
     assert extra["server_cpu_us_per_online_recipient"] > 0
     # Every message is stored, so the database wrote something for each.
     assert extra["wal_bytes_per_message"] > 0 and extra["table_and_index_bytes_per_message"] >= 0
+
+
+def test_open_loop_sends_on_schedule_and_times_from_the_schedule(tmp_path: Path) -> None:
+    report = load(tmp_path, "send", "--duration", "2", "--users", "20", "--connections", "10", "--rate", "200")
+    assert report["params"]["rate"] == 200
+    assert report["extra"]["scheduled"] == 400  # 2 s at 200/s, whatever the answers did
+    sent = report["requests"]["SendMessage"]
+    assert sent["ok"] + sum(sent["errors"].values()) == 400
+    assert 0 < sent["latency_ms"]["p50"] <= sent["latency_ms"]["p99"] <= sent["latency_ms"]["p99.9"]
