@@ -53,8 +53,10 @@ class Change:
     async def emit(self, user_ids: Iterable[int], event: Event) -> None:
         """Log ``event`` for each of ``user_ids`` (duplicates count once) in
         this transaction; it is pushed after the commit."""
+        # An event that carries a message is stored as a reference to it (read
+        # back as the message is now: server/push.py ``shown``), not a copy.
         rows = await event_log.append(
-            self.db, set(user_ids), event.KIND, event.to_payload(),
+            self.db, set(user_ids), event.KIND, event.to_payload(), stored=event.message is None,
             dialog_key=event.dialog, message_key=event.message, subject_id=event.subject,
         )
         self.logged.extend(rows)

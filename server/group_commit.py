@@ -33,8 +33,8 @@ from storage.messages import MessageInsert, Sent
 log = logging.getLogger("sessia.group_commit")
 
 #: A queued send: the message, the payload of its ``NewMessage`` event (the
-#: dict pushed; ``message.event_payload`` is the same as JSON, stored), the
-#: caller's future and the tries so far.
+#: dict pushed; the log stores a reference to the message), the caller's
+#: future and the tries so far.
 _Item = tuple[MessageInsert, dict[str, Any], "asyncio.Future[Sent]", int]
 
 

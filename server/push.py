@@ -20,10 +20,20 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from protocol.answers import MessageItem
 from protocol.codecs import Codec
-from protocol.events import DIALOG_CREATED, MEMBER_KICKED, MEMBERS_ADDED, PUSH_EVENT, PUSH_RESYNC, PUSH_TYPING
+from protocol.events import (
+    DIALOG_CREATED,
+    KINDS,
+    MEMBER_KICKED,
+    MEMBERS_ADDED,
+    PUSH_EVENT,
+    PUSH_RESYNC,
+    PUSH_TYPING,
+    MessageEvent,
+    NewMessage,
+)
 from protocol.frames import PushTemplate, encode_push
-from protocol.requests.dialogs import format_date
 from storage import event_log
 from storage.db import Database
 
@@ -69,6 +79,8 @@ class Subscription:
         not pushed; the log read leaves it out the same way
         (storage/event_log.py READ_AFTER_SQL)."""
         payload = row.payload
+        if payload is None:  # not shown yet (see ``shown``): nothing to decide on
+            return True
         key = payload.get("PkDialog")
         if key is None:
             return True
@@ -87,29 +99,40 @@ class Subscription:
 
 
 def event_body(row: event_log.EventRow) -> dict[str, Any]:
-    return {"Seq": row.seq, "Kind": row.kind, **current_payload(row)}
+    """The wire body of an event (its payload as ``shown`` or as appended)."""
+    assert row.payload is not None
+    return {"Seq": row.seq, "Kind": row.kind, **row.payload}
 
 
-def current_payload(row: event_log.EventRow) -> dict[str, Any]:
-    """The payload of an event read from the log, with the message it carries
-    as that message is now: a message deleted for everyone has lost its text,
-    media and forward everywhere, and an edited one shows only its latest text.
-    (A live push is the copy just committed; a later edit or delete follows
-    it as an event of its own.)"""
-    now = row.message
-    msg = row.payload.get("Msg")
-    if now is None or not isinstance(msg, dict):
-        return row.payload
-    info = dict(msg.get("infoMessage") or {})
-    if now.deleted_at is not None:
-        info.update(content="", forwardedKey="", deleteAt=format_date(now.deleted_at))
-        msg = {**msg, "infoMessage": info, "hash": None, "order": None}
-    elif info.get("content") != now.content:
-        info.update(content=now.content, updateAt=format_date(now.updated_at))
-        msg = {**msg, "infoMessage": info}
-    else:
-        return row.payload
-    return {**row.payload, "Msg": msg}
+def shown(row: event_log.EventRow) -> event_log.EventRow | None:
+    """An event read from the log as its reader is to see it now.
+
+    An event that carries a message is stored as a reference: its payload is
+    made here from the message as it is now (an edit shows its latest text; a
+    message deleted for everyone has lost its text, media and forward), the
+    same shape a live push had.  Every other payload is read into its typed
+    event and written back, so a replayed event has the very bytes of the live
+    push (the log's jsonb keeps its keys in an order of its own).  None: the
+    message is gone altogether and nothing is left to show."""
+    kind = KINDS.get(row.kind)
+    m = row.message
+    if m is not None and row.dialog_key is not None and kind is not None and issubclass(kind, MessageEvent):
+        deleted = m.deleted_at is not None
+        item = MessageItem(
+            m.key, m.author_id, m.created_at, "" if deleted else m.content, m.updated_at, m.deleted_at,
+            None if deleted else m.forwarded_key, m.important, () if deleted else tuple(m.media),
+            () if deleted else tuple(m.positions), read=False if kind is NewMessage else None,
+        )
+        return row._replace(payload=kind(row.dialog_key, item).to_payload())
+    if row.payload is None:
+        return None
+    if kind is None:  # written by a newer version: passed on as it is
+        return row
+    return row._replace(payload=kind.from_payload(row.payload).to_payload())
+
+
+def _shown_page(page: event_log.EventPage) -> event_log.EventPage:
+    return page._replace(rows=[r for r in map(shown, page.rows) if r is not None])
 
 
 class _Encoded:
@@ -122,6 +145,7 @@ class _Encoded:
         self._templates: dict[tuple[int, int], PushTemplate] = {}
 
     def frame(self, row: event_log.EventRow, codec: int) -> bytes:
+        assert row.payload is not None  # appended here, or ``shown``
         key = (id(row.payload), codec)
         template = self._templates.get(key)
         if template is None:
@@ -203,7 +227,7 @@ class PushHub:
         rows: list[event_log.EventRow] = []
         start = after
         for _ in range(MAX_SCANS):
-            page = await event_log.read_after(self.db, user_id, start, scan)
+            page = _shown_page(await event_log.read_after(self.db, user_id, start, scan))
             rows += page.rows
             if len(rows) >= take or page.through >= page.last_seq or page.through == start:
                 break
@@ -339,7 +363,7 @@ class PushHub:
             while not sub.dropped:
                 sub.again = False
                 start = sub.after
-                page = await event_log.read_after(self.db, sub.user_id, start, CATCH_UP_PAGE)
+                page = _shown_page(await event_log.read_after(self.db, sub.user_id, start, CATCH_UP_PAGE))
                 for row in page.rows:
                     await self._paced(sub)
                     if sub.dropped or row.seq <= sub.after:

@@ -21,29 +21,27 @@ import orjson
 
 from .db import Database
 from .errors import LogTrimmed
-
-
-class MessageNow(NamedTuple):
-    """A message as it is now, beside an event that carries a copy of it as
-    it was: the copy must not outlive an edit or a delete."""
-
-    content: str
-    updated_at: datetime | None
-    deleted_at: datetime | None
+from .messages import MessageRow
 
 
 class EventRow(NamedTuple):
     """One event of one user's log.  A NamedTuple: a message to a dialog of a
     thousand members makes a thousand of them, and a tuple is several times
-    cheaper to build than a frozen dataclass.  ``message``: on a read of the
-    log, for an event about a message, that message as it is now."""
+    cheaper to build than a frozen dataclass.
+
+    An event that carries a message is stored as a reference to it
+    (``dialog_key``, and the message's key), not a copy: ``payload`` is None
+    on a read of the log, and ``message`` is that message as it is now (None
+    if it no longer exists), for the reader to show.  Events appended in this
+    process keep the payload they were appended with."""
 
     user_id: int
     seq: int
     kind: str
-    payload: dict[str, Any]
+    payload: dict[str, Any] | None
     created_at: datetime
-    message: MessageNow | None = None
+    message: MessageRow | None = None
+    dialog_key: str | None = None
 
 
 class EventPage(NamedTuple):
@@ -76,15 +74,17 @@ RETURNING user_id, seq, created_at
 #: ``dialog_key`` set) is kept only while the reader is a member: a member who
 #: left or was removed loses the dialog's history, its events included, but
 #: keeps the events about themselves (``subject_id``: their own removal).  An
-#: event that carries a copy of a message (``message_key`` set) comes with
-#: that message's current text and dates, so that an edit or a delete for
-#: everyone reaches the copies in every log at once.  The filter runs over a
-#: page of the log, not before the limit: ``through`` tells how far the page
-#: reached.
+#: event that carries a message (``message_key`` set) comes with that message
+#: as it is now, media included, so that an edit or a delete for everyone
+#: shows in every log at once and no log holds a copy of any text.  The
+#: filter runs over a page of the log, not before the limit: ``through``
+#: tells how far the page reached.
 READ_AFTER_SQL = """
-SELECT e.seq, e.kind, e.payload::text AS payload, e.created_at,
+SELECT e.seq, e.kind, e.payload::text AS payload, e.created_at, e.dialog_key,
        (e.dialog_key IS NULL OR dm.user_id IS NOT NULL OR coalesce(e.subject_id = e.user_id, false)) AS visible,
-       m.id IS NOT NULL AS has_message, m.content, m.updated_at, m.deleted_at
+       m.id AS message_id, m.key, m.author_id, m.content, m.created_at AS message_created_at, m.updated_at,
+       m.deleted_at, m.forwarded_key, m.important, coalesce(media.keys, '{}') AS media,
+       coalesce(media.positions, '{}') AS positions
 FROM (
     SELECT ev.* FROM events ev
     WHERE ev.user_id = $1 AND ev.seq > $2 ORDER BY ev.seq LIMIT $3
@@ -92,6 +92,12 @@ FROM (
 LEFT JOIN dialogs d ON d.key = e.dialog_key
 LEFT JOIN dialog_members dm ON dm.dialog_id = d.id AND dm.user_id = e.user_id
 LEFT JOIN messages m ON m.dialog_id = d.id AND m.key = e.message_key
+LEFT JOIN LATERAL (
+    SELECT array_agg(mm.media_key ORDER BY mm.position, mm.media_key) AS keys,
+           array_agg(mm.position ORDER BY mm.position, mm.media_key) AS positions
+    FROM message_media mm
+    WHERE m.id IS NOT NULL AND mm.dialog_id = m.dialog_id AND mm.message_id = m.id
+) AS media ON true
 ORDER BY e.seq
 """
 
@@ -102,6 +108,7 @@ async def append(
     kind: str,
     payload: dict[str, Any],
     *,
+    stored: bool = True,
     dialog_key: str | None = None,
     message_key: str | None = None,
     subject_id: int | None = None,
@@ -111,14 +118,16 @@ async def append(
     tells of.  ``dialog_key``: the dialog the event is about (members only
     read it); ``message_key``: the message of that dialog it carries a copy
     of (read back as it is now); ``subject_id``: the user it is about, who
-    reads it even when no longer a member (see READ_AFTER_SQL)."""
+    reads it even when no longer a member (see READ_AFTER_SQL).  ``stored``
+    False: the payload is not written (an event that carries a message, read
+    back from the message itself); the rows returned keep it for the push."""
     if not user_ids:
         return []
-    text = orjson.dumps(payload).decode()
+    text = orjson.dumps(payload).decode() if stored else None
     rows = await db.fetch(
         "events.append", APPEND_SQL, sorted(set(user_ids)), kind, text, dialog_key, message_key, subject_id
     )
-    return [EventRow(r["user_id"], r["seq"], kind, payload, r["created_at"]) for r in rows]
+    return [EventRow(r["user_id"], r["seq"], kind, payload, r["created_at"], None, dialog_key) for r in rows]
 
 
 async def read_after(db: Database, user_id: int, after: int, limit: int) -> EventPage:
@@ -140,9 +149,13 @@ async def read_after(db: Database, user_id: int, after: int, limit: int) -> Even
             user_id,
             r["seq"],
             r["kind"],
-            orjson.loads(r["payload"]),
+            None if r["payload"] is None else orjson.loads(r["payload"]),
             r["created_at"],
-            MessageNow(r["content"], r["updated_at"], r["deleted_at"]) if r["has_message"] else None,
+            None if r["message_id"] is None else MessageRow(
+                r["message_id"], r["key"], r["author_id"], r["content"], r["message_created_at"], r["updated_at"],
+                r["deleted_at"], r["forwarded_key"], r["important"], r["media"], r["positions"],
+            ),
+            r["dialog_key"],
         )
         for r in records
         if r["visible"]

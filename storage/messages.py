@@ -30,30 +30,30 @@ from .planning import one_key
 #: Group commit: every send waiting when the writer is free goes into ONE
 #: statement (one round trip, one implicit transaction, one WAL flush).  One
 #: element per message: $1 dialog key, $2 author, $3 message key, $4 content,
-#: $5 created_at, $6 the NewMessage event payload (JSON), $7 forwarded message
-#: key or NULL, $8 important; media flattened over all messages: $9 the
-#: message's ordinal (1-based), $10 media key, $11 position; media an author
-#: may attach without owning them (those of a forwarded message): $12 ordinal,
-#: $13 key; and $14 the kind the events of the batch are recorded as.
+#: $5 created_at, $6 forwarded message key or NULL, $7 important; media
+#: flattened over all messages: $8 the message's ordinal (1-based), $9 media
+#: key, $10 position; media an author may attach without owning them (those
+#: of a forwarded message): $11 ordinal, $12 key; and $13 the kind the events
+#: of the batch are recorded as.
 #:
 #: Per message it checks membership, the direct-message block rule and media
 #: ownership, inserts the message and its media links; per dialog it moves
 #: ``last_message_at`` once; per recipient it bumps the event counter once by
 #: the number of that recipient's new events and numbers them in message
 #: order.  The event rows go in with the messages: a message is never stored
-#: without its event, which names its dialog and carries a copy of it (the
-#: ``dialog_key`` and ``message_key`` of storage/event_log.py).  Counter rows
+#: without its event, which names its dialog and the message (the
+#: ``dialog_key`` and ``message_key`` of storage/event_log.py) and copies
+#: nothing of it: a read of the log shows the message as it is now.  Counter rows
 #: are locked in user id order, so batches
 #: and other appends (storage/event_log.py) cannot deadlock on them, and before
 #: any message id is drawn, so message ids and event seqs agree across nodes.
 ADD_BATCH_SQL = """
 WITH req AS (
-    -- the payload is parsed once here, not once per recipient
-    SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::timestamptz[], $6::jsonb[],
-                         $7::text[], $8::bool[])
-        WITH ORDINALITY AS r(dialog_key, author_id, key, content, created_at, payload, forwarded_key, important, n)
+    SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::timestamptz[],
+                         $6::text[], $7::bool[])
+        WITH ORDINALITY AS r(dialog_key, author_id, key, content, created_at, forwarded_key, important, n)
 ), media_in AS (
-    SELECT * FROM unnest($9::int[], $10::text[], $11::int[]) WITH ORDINALITY AS u(n, k, p, o)
+    SELECT * FROM unnest($8::int[], $9::text[], $10::int[]) WITH ORDINALITY AS u(n, k, p, o)
 ), checked AS (
     -- One row per message with every check a lookup of its own.  (Joining
     -- per-message CTEs by ordinal instead was estimated at one row each and
@@ -104,7 +104,7 @@ WITH req AS (
         SELECT 1 FROM media
         WHERE media.key = mi.k
           AND (media.owner_id = r.author_id
-               OR EXISTS (SELECT 1 FROM unnest($12::int[], $13::text[]) AS f(n, k) WHERE f.n = mi.n AND f.k = mi.k))
+               OR EXISTS (SELECT 1 FROM unnest($11::int[], $12::text[]) AS f(n, k) WHERE f.n = mi.n AND f.k = mi.k))
     )
     GROUP BY mi.n
 ), locked AS (
@@ -155,8 +155,8 @@ WITH req AS (
     SELECT rc.n, rc.user_id, b.base + row_number() OVER (PARTITION BY rc.user_id ORDER BY rc.n) AS seq
     FROM recipients rc JOIN bumped b ON b.user_id = rc.user_id
 ), evs AS (
-    INSERT INTO events (user_id, seq, kind, payload, created_at, dialog_key, message_key)
-    SELECT nb.user_id, nb.seq, $14::text, r.payload, r.created_at, r.dialog_key, r.key
+    INSERT INTO events (user_id, seq, kind, created_at, dialog_key, message_key)
+    SELECT nb.user_id, nb.seq, $13::text, r.created_at, r.dialog_key, r.key
     FROM numbered nb JOIN req r ON r.n = nb.n
 ), per_message AS (
     SELECT n, array_agg(user_id ORDER BY user_id) AS users, array_agg(seq ORDER BY user_id) AS seqs
@@ -190,7 +190,6 @@ class MessageInsert:
     key: str
     content: str
     created_at: datetime
-    event_payload: str
     media: tuple[str, ...] = ()
     positions: tuple[int, ...] = ()
     forwarded_media: tuple[str, ...] = ()
@@ -231,7 +230,7 @@ def batch_args(batch: Sequence[MessageInsert], event_kind: str) -> tuple[Any, ..
             allowed_k += m.forwarded_media
     return (
         [m.dialog_key for m in batch], [m.author_id for m in batch], [m.key for m in batch],
-        [m.content for m in batch], [m.created_at for m in batch], [m.event_payload for m in batch],
+        [m.content for m in batch], [m.created_at for m in batch],
         [m.forwarded_key for m in batch], [m.important for m in batch],
         media_n, media_k, media_p, allowed_n, allowed_k, event_kind,
     )

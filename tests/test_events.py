@@ -14,7 +14,7 @@ import pytest
 
 import client_sdk
 from client_sdk import Gone
-from protocol.events import FriendAccepted, FriendRequest, NewMessage
+from protocol.events import FriendAccepted, FriendRequest, MessageEdited, NewMessage, parse_event
 
 from .conftest import unique
 from .support import TEST_CLIENT, free_port
@@ -246,3 +246,42 @@ async def test_pushes_and_history_agree_on_order_when_two_nodes_send_into_one_di
     finally:
         for c in (reader, *senders):
             await c.close()
+
+
+async def events_after(client: client_sdk.Client, after: int) -> list:
+    page = await client.request("GetEvents", {"after": after})
+    return [parse_event(e["Kind"], {k: v for k, v in e.items() if k not in ("Seq", "Kind")}) for e in page["Events"]]
+
+
+async def test_the_log_keeps_no_copy_of_a_message_and_shows_it_as_it_is_now(user, server):
+    """A message's events name it rather than copy it: no member's log row
+    holds its text, and a member who was away reads it as it is now (edited,
+    its media, then deleted), in the shape a live push has."""
+    alice, bob, carol = await user(), await user(), await user()
+    dialog = await alice.create_dialog("refs", members=[bob.user_id, carol.user_id])
+    photo = await alice.upload_media(b"\x89PNG\r\n\x1a\n" + b"x" * 32, "png")
+    start = (await carol.request("GetEvents", {"after": 0}))["LastSeq"]
+    key = await alice.send_message(dialog, "first words", media=[photo])
+    await alice.edit_message(dialog, key, "second words")
+    conn = await asyncpg.connect(server.args[server.args.index("--database-url") + 1])
+    try:
+        rows = await conn.fetch(
+            "SELECT user_id, kind, payload FROM events WHERE message_key = $1 ORDER BY user_id, seq", key
+        )
+    finally:
+        await conn.close()
+    assert {(r["user_id"], r["kind"]) for r in rows} == {
+        (u, k) for u in (alice.user_id, bob.user_id, carol.user_id) for k in ("NewMessage", "MessageEdited")
+    }
+    assert all(r["payload"] is None for r in rows)
+
+    shown = [e for e in await events_after(carol, start) if isinstance(e, (NewMessage, MessageEdited))]
+    assert [type(e) for e in shown] == [NewMessage, MessageEdited]
+    for event in shown:
+        assert (event.item.key, event.item.content, event.item.media) == (key, "second words", (photo,))
+        assert event.item.updated_at is not None
+    assert shown[0].item.read is False and shown[1].item.read is None  # as the live pushes had them
+
+    await alice.delete_message(dialog, key)
+    gone = [e.item for e in await events_after(carol, start) if isinstance(e, NewMessage)]
+    assert [(m.content, m.media, m.deleted_at is not None) for m in gone] == [("", (), True)]

@@ -174,10 +174,10 @@ async def test_hot_queries_use_indexes_at_scale(scale_server, connect, capsys):
             "tombstones since": (message_sql.DELETED_SINCE_SQL, big_id, 50, 0, since),
             "dialog media": (message_sql.DIALOG_MEDIA_SQL, big_id, uid, 50, 0),
             "send": (message_sql.ADD_BATCH_SQL, *message_sql.batch_args(
-                [message_sql.MessageInsert(big_key, uid, "k" * 32, "hello", datetime.now(UTC), "{}")], "MessageInsert")),
+                [message_sql.MessageInsert(big_key, uid, "k" * 32, "hello", datetime.now(UTC))], "NewMessage")),
             "send, a batch of 100": (message_sql.ADD_BATCH_SQL, *message_sql.batch_args(
-                [message_sql.MessageInsert(key, uid, f"k{i:031}", "hello", datetime.now(UTC), "{}")
-                 for i, key in enumerate(seeded.dialog_keys[:100])], "MessageInsert")),
+                [message_sql.MessageInsert(key, uid, f"k{i:031}", "hello", datetime.now(UTC))
+                 for i, key in enumerate(seeded.dialog_keys[:100])], "NewMessage")),
             "edit": (message_sql.EDIT_SQL, big_key, uid, some_key, "edited"),
             "delete": (message_sql.DELETE_SQL, big_key, uid, some_key),
             "hide": (message_sql.HIDE_SQL, big_key, uid, some_key),
@@ -210,9 +210,9 @@ async def test_hot_queries_use_indexes_at_scale(scale_server, connect, capsys):
 
         # A batch of sends is one statement; each of its steps must be linear in the batch:
         # a CTE scanned again for every row of another is a nested loop, quadratic in it.
-        batch = [message_sql.MessageInsert(key, uid, f"q{i:031}", "hello", datetime.now(UTC), "{}")
+        batch = [message_sql.MessageInsert(key, uid, f"q{i:031}", "hello", datetime.now(UTC))
                  for i, key in enumerate(seeded.dialog_keys[:MY_DIALOGS] * 10)]
-        plan = await analyzed(conn, message_sql.ADD_BATCH_SQL, *message_sql.batch_args(batch, "MessageInsert"))
+        plan = await analyzed(conn, message_sql.ADD_BATCH_SQL, *message_sql.batch_args(batch, "NewMessage"))
         assert node(plan, "CTE ins")["Actual Rows"] == len(batch)
         assert not rescanned_ctes(plan), rescanned_ctes(plan)
     finally:

@@ -39,7 +39,7 @@ FROM dialog_members dm JOIN dialogs d ON d.id = dm.dialog_id
 WHERE d.key = ANY($1::text[])
 """
 EVENTS_SQL = """
-SELECT user_id, payload->>'PkDialog' AS dialog, payload->'Msg'->'infoMessage'->>'msgKey' AS msgkey
+SELECT user_id, dialog_key AS dialog, message_key AS msgkey
 FROM events
 WHERE kind = 'NewMessage' AND user_id = ANY($1::bigint[])
 """
