@@ -30,7 +30,7 @@ class EventRow(NamedTuple):
     cheaper to build than a frozen dataclass.
 
     An event that carries a message is stored as a reference to it
-    (``dialog_key``, and the message's key), not a copy: ``payload`` is None
+    (its dialog and its id), not a copy: ``payload`` is None
     on a read of the log, and ``message`` is that message as it is now (None
     if it no longer exists), for the reader to show.  Events appended in this
     process keep the payload they were appended with."""
@@ -64,24 +64,29 @@ WITH locked AS (
     UPDATE user_event_seq AS s SET last_seq = s.last_seq + 1
     FROM locked WHERE s.user_id = locked.user_id
     RETURNING s.user_id, s.last_seq
+), dialog AS (
+    SELECT id FROM dialogs WHERE key = $4::text
 )
-INSERT INTO events (user_id, seq, kind, payload, dialog_key, message_key, subject_id)
-SELECT user_id, last_seq, $2, $3::jsonb, $4::text, $5::text, $6::bigint FROM bumped
+INSERT INTO events (user_id, seq, kind, payload, dialog_id, message_id, subject_id)
+SELECT user_id, last_seq, $2, $3::jsonb, (SELECT id FROM dialog),
+       (SELECT m.id FROM messages m WHERE m.dialog_id = (SELECT id FROM dialog) AND m.key = $5::text),
+       $6::bigint
+FROM bumped
 RETURNING user_id, seq, created_at
 """
 
 #: The log as its reader may see it now.  An event about a dialog (its
-#: ``dialog_key`` set) is kept only while the reader is a member: a member who
+#: ``dialog_id`` set) is kept only while the reader is a member: a member who
 #: left or was removed loses the dialog's history, its events included, but
 #: keeps the events about themselves (``subject_id``: their own removal).  An
-#: event that carries a message (``message_key`` set) comes with that message
+#: event that carries a message (``message_id`` set) comes with that message
 #: as it is now, media included, so that an edit or a delete for everyone
 #: shows in every log at once and no log holds a copy of any text.  The
 #: filter runs over a page of the log, not before the limit: ``through``
 #: tells how far the page reached.
 READ_AFTER_SQL = """
-SELECT e.seq, e.kind, e.payload::text AS payload, e.created_at, e.dialog_key,
-       (e.dialog_key IS NULL OR dm.user_id IS NOT NULL OR coalesce(e.subject_id = e.user_id, false)) AS visible,
+SELECT e.seq, e.kind, e.payload::text AS payload, e.created_at, d.key AS dialog_key,
+       (e.dialog_id IS NULL OR dm.user_id IS NOT NULL OR coalesce(e.subject_id = e.user_id, false)) AS visible,
        m.id AS message_id, m.key, m.author_id, m.content, m.created_at AS message_created_at, m.updated_at,
        m.deleted_at, m.forwarded_key, m.important, coalesce(media.keys, '{}') AS media,
        coalesce(media.positions, '{}') AS positions
@@ -89,9 +94,9 @@ FROM (
     SELECT ev.* FROM events ev
     WHERE ev.user_id = $1 AND ev.seq > $2 ORDER BY ev.seq LIMIT $3
 ) AS e
-LEFT JOIN dialogs d ON d.key = e.dialog_key
-LEFT JOIN dialog_members dm ON dm.dialog_id = d.id AND dm.user_id = e.user_id
-LEFT JOIN messages m ON m.dialog_id = d.id AND m.key = e.message_key
+LEFT JOIN dialogs d ON d.id = e.dialog_id
+LEFT JOIN dialog_members dm ON dm.dialog_id = e.dialog_id AND dm.user_id = e.user_id
+LEFT JOIN messages m ON m.dialog_id = e.dialog_id AND m.id = e.message_id
 LEFT JOIN LATERAL (
     SELECT array_agg(mm.media_key ORDER BY mm.position, mm.media_key) AS keys,
            array_agg(mm.position ORDER BY mm.position, mm.media_key) AS positions
@@ -116,7 +121,7 @@ async def append(
     """Record one event for each recipient; ``db`` is normally the caller's
     transaction (``Database.atomic``), so the event commits with the change it
     tells of.  ``dialog_key``: the dialog the event is about (members only
-    read it); ``message_key``: the message of that dialog it carries a copy
+    read it); ``message_key``: the message of that dialog it carries
     of (read back as it is now); ``subject_id``: the user it is about, who
     reads it even when no longer a member (see READ_AFTER_SQL).  ``stored``
     False: the payload is not written (an event that carries a message, read

@@ -41,9 +41,9 @@ from .planning import one_key
 #: ``last_message_at`` once; per recipient it bumps the event counter once by
 #: the number of that recipient's new events and numbers them in message
 #: order.  The event rows go in with the messages: a message is never stored
-#: without its event, which names its dialog and the message (the
-#: ``dialog_key`` and ``message_key`` of storage/event_log.py) and copies
-#: nothing of it: a read of the log shows the message as it is now.  Counter rows
+#: without its event, which names its dialog and the message by id
+#: (storage/event_log.py) and copies nothing of it: a read of the log shows
+#: the message as it is now.  Counter rows
 #: are locked in user id order, so batches
 #: and other appends (storage/event_log.py) cannot deadlock on them, and before
 #: any message id is drawn, so message ids and event seqs agree across nodes.
@@ -143,7 +143,7 @@ WITH req AS (
     WHERE dialogs.id = t.dialog_id
       AND (dialogs.last_message_at IS NULL OR dialogs.last_message_at < t.at)
 ), recipients AS (
-    SELECT s.n, dm.user_id
+    SELECT s.n, s.dialog_id, s.id AS message_id, dm.user_id
     FROM stored s JOIN dialog_members dm ON dm.dialog_id = s.dialog_id
 ), bumped AS (
     UPDATE user_event_seq q SET last_seq = q.last_seq + c.count
@@ -152,11 +152,12 @@ WITH req AS (
     WHERE q.user_id = c.user_id
     RETURNING q.user_id, q.last_seq - c.count AS base
 ), numbered AS (
-    SELECT rc.n, rc.user_id, b.base + row_number() OVER (PARTITION BY rc.user_id ORDER BY rc.n) AS seq
+    SELECT rc.n, rc.dialog_id, rc.message_id, rc.user_id,
+           b.base + row_number() OVER (PARTITION BY rc.user_id ORDER BY rc.n) AS seq
     FROM recipients rc JOIN bumped b ON b.user_id = rc.user_id
 ), evs AS (
-    INSERT INTO events (user_id, seq, kind, created_at, dialog_key, message_key)
-    SELECT nb.user_id, nb.seq, $13::text, r.created_at, r.dialog_key, r.key
+    INSERT INTO events (user_id, seq, kind, created_at, dialog_id, message_id)
+    SELECT nb.user_id, nb.seq, $13::text, r.created_at, nb.dialog_id, nb.message_id
     FROM numbered nb JOIN req r ON r.n = nb.n
 ), per_message AS (
     SELECT n, array_agg(user_id ORDER BY user_id) AS users, array_agg(seq ORDER BY user_id) AS seqs

@@ -266,7 +266,8 @@ async def test_the_log_keeps_no_copy_of_a_message_and_shows_it_as_it_is_now(user
     conn = await asyncpg.connect(server.args[server.args.index("--database-url") + 1])
     try:
         rows = await conn.fetch(
-            "SELECT user_id, kind, payload FROM events WHERE message_key = $1 ORDER BY user_id, seq", key
+            "SELECT e.user_id, e.kind, e.payload FROM events e JOIN messages m"
+            " ON m.dialog_id = e.dialog_id AND m.id = e.message_id WHERE m.key = $1 ORDER BY e.user_id, e.seq", key
         )
     finally:
         await conn.close()

@@ -39,9 +39,11 @@ FROM dialog_members dm JOIN dialogs d ON d.id = dm.dialog_id
 WHERE d.key = ANY($1::text[])
 """
 EVENTS_SQL = """
-SELECT user_id, dialog_key AS dialog, message_key AS msgkey
-FROM events
-WHERE kind = 'NewMessage' AND user_id = ANY($1::bigint[])
+SELECT e.user_id, d.key AS dialog, m.key AS msgkey
+FROM events e
+JOIN dialogs d ON d.id = e.dialog_id
+JOIN messages m ON m.dialog_id = e.dialog_id AND m.id = e.message_id
+WHERE e.kind = 'NewMessage' AND e.user_id = ANY($1::bigint[])
 """
 
 
