@@ -132,9 +132,9 @@ def test_two_chats_with_one_command_are_two_users_and_talk(server, tmp_path):
         bob.type(f"/new {alice_login.upper()}")
         bob.expect(f"--- {bob_login} & {alice_login} ---")
         bob.type("/dialogs")
-        bob.expect(f"1. {bob_login} & {alice_login}")
-        bob.expect(f"2. {dialog}")
-        bob.type("/open 2")
+        listed = bob.expect(r"1\. (.*)\n2\. (.*)\n").groups()
+        assert set(listed) == {dialog, f"{bob_login} & {alice_login}"}  # in the order of their activity
+        bob.type(f"/open {listed.index(dialog) + 1}")
         bob.expect(f"--- {dialog} ---")
         bob.expect(f"{alice_login}: hello bob, it is alice")  # the history
 
@@ -152,7 +152,7 @@ def test_two_chats_with_one_command_are_two_users_and_talk(server, tmp_path):
         again.type("")
         again.expect(rf"logged in as {alice_login} \(id \d+\)")
         again.type("/dialogs")
-        again.expect(f"1. {bob_login} & {alice_login}")
+        again.expect(rf"\d\. {bob_login} & {alice_login}")
         again.type("/logout")
         assert again.finish() == 0
         kept = json.loads(state.read_text())["sessions"]
