@@ -3,10 +3,13 @@
     .venv/bin/python examples/chat.py                 # against `make run` (127.0.0.1:7788)
     .venv/bin/python examples/chat.py --host chat.example.org --port 7788 --tls
 
-The first start asks to register or log in; the session (token and device id)
-is kept in ~/.sessia-chat.json (``--state``) and resumed at the next start.
-Type /help for the commands; any other line is sent to the open dialog, and
-new messages appear as they arrive.
+Each start offers the sessions kept in ~/.sessia-chat.json (``--state``), one
+per user (``continue as alice? [Y/n]``); ``n`` leads to log in or register, so
+two terminals started the same way can be two users.  Type /help for the
+commands; any other line is sent to the open dialog (or, with none open, to
+the dialog of the last message that arrived), and new messages appear as they
+arrive.  A line typed while the server is unreachable waits and is sent when
+the connection is back; a session ended elsewhere asks to log in again.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import secrets
 import socket
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 CHECKOUT = Path(__file__).resolve().parent.parent
@@ -26,28 +30,131 @@ if (CHECKOUT / "client_sdk" / "__init__.py").exists():  # run from a checkout: u
     sys.path.insert(0, str(CHECKOUT))
 
 import client_sdk  # noqa: E402
-from client_sdk import ClientError, DialogItem, MessageItem, SessiaError, Unauthorized  # noqa: E402
+from client_sdk import (  # noqa: E402
+    ClientError,
+    ConnectionClosed,
+    DialogItem,
+    MessageItem,
+    RequestTimeout,
+    SessiaError,
+    Unauthorized,
+    Unavailable,
+)
 from protocol.events import NewMessage  # noqa: E402
 
 HELP = """commands:
   /dialogs          list my dialogs          /open N      open dialog N of the list
-  /new USERID       start a dialog with a user and open it
+  /new LOGIN        start a dialog with a user (LOGIN, or their user id) and open it
   /history          the open dialog's last messages
-  /me               my user id               /logout      log out and quit
-  /quit             quit (stay logged in)    anything else: send to the open dialog"""
+  /me               my login and user id     /logout      log out and quit
+  /quit             quit (stay logged in)
+anything else: sent to the open dialog; with none open, to the dialog of the last message that arrived"""
+
+#: What a send that did not reach the server raises: the line waits in the outbox.
+UNSENT = (ConnectionClosed, RequestTimeout, OSError, Unavailable)
 
 
 def say(text: str) -> None:
     print(text, flush=True)
 
 
+class Keyboard:
+    """The terminal, read by one thread, one request at a time.
+
+    A single reader matters: ``getpass`` reads the terminal itself, so a
+    second thread reading stdin meanwhile would steal the password line.
+    Requests are served in order; the chat keeps one line request pending,
+    and a log-in asked in the middle of the chat (a revoked session) takes
+    its first answer from that pending request."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self._thread_requests: list[tuple[Callable[[str], str], str, asyncio.Future[str | None]]] = []
+        self._ready = threading.Semaphore(0)
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            self._ready.acquire()
+            read, prompt, future = self._thread_requests.pop(0)
+            try:
+                answer: str | None = read(prompt)
+            except EOFError:
+                answer = None
+            self.loop.call_soon_threadsafe(_settle, future, answer)
+
+    def ask(self, prompt: str = "", *, secret: bool = False) -> asyncio.Future[str | None]:
+        """The next line typed (None at end of input), after ``prompt``."""
+        future: asyncio.Future[str | None] = self.loop.create_future()
+        self._thread_requests.append((getpass.getpass if secret else input, prompt, future))
+        self._ready.release()
+        return future
+
+
+def _settle(future: asyncio.Future[str | None], answer: str | None) -> None:
+    if not future.done():
+        future.set_result(answer)
+
+
+class Sessions:
+    """The state file: this machine's device id and one session per user,
+    re-read before each change so that two chats running at once keep each
+    other's sessions."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def load(self) -> dict:
+        state = json.loads(self.path.read_text()) if self.path.exists() else {}
+        state.setdefault("device", secrets.token_hex(16))  # tokens are bound to this id
+        state.setdefault("sessions", {})  # user id -> {"login", "token"}, the latest last
+        if "token" in state:  # the single session of older versions of this chat
+            state["sessions"].setdefault("?", {"login": "the saved user", "token": state.pop("token")})
+        return state
+
+    def device(self) -> str:
+        """This machine's device id, written down at once: the tokens kept
+        later are valid only with it."""
+        state = self.load()
+        if not self.path.exists():
+            self._write(state)
+        return str(state["device"])
+
+    def saved(self) -> list[tuple[str, dict]]:
+        """The kept sessions, the most recently used first."""
+        return list(reversed(self.load()["sessions"].items()))
+
+    def keep(self, user_id: int, login: str, token: str) -> None:
+        state = self.load()
+        state["sessions"].pop(str(user_id), None)  # re-added last: the most recent
+        state["sessions"][str(user_id)] = {"login": login, "token": token}
+        self._write(state)
+
+    def forget(self, key: str) -> None:
+        state = self.load()
+        state["sessions"].pop(key, None)
+        self._write(state)
+
+    def _write(self, state: dict) -> None:
+        self.path.touch(0o600)  # the tokens are passwords: readable by their owner only
+        self.path.write_text(json.dumps(state))
+
+
 class Chat:
-    def __init__(self, client: client_sdk.Client) -> None:
+    def __init__(self, client: client_sdk.Client, keyboard: Keyboard, sessions: Sessions) -> None:
         self.client = client
+        self.keyboard = keyboard
+        self.sessions = sessions
         self.listed: list[DialogItem] = []
         self.names: dict[str, str] = {}  # dialog key -> name
         self.nicks: dict[int, str] = {}
         self.open: str | None = None
+        self.last_from: str | None = None  # the dialog of the last message from someone else
+        self.outbox: list[tuple[str, str, str]] = []  # (dialog, msgkey, text) not yet sent
+        self.back = asyncio.Event()  # set when the connection is back
+        self.sending = asyncio.Lock()  # one flush at a time: a line is never sent twice at once
+        self.revoked = asyncio.Event()  # set when the session ended elsewhere
+        client.on_reconnect.append(self.back.set)
 
     async def nick(self, user_id: int | None) -> str:
         if user_id is None:
@@ -64,15 +171,20 @@ class Chat:
         say(f"{where}{msg.created_at.astimezone():%H:%M} {await self.nick(msg.author_id)}: {msg.content}")
 
     async def listen(self, stream: client_sdk.EventStream) -> None:
-        """Print every new message from others as it arrives (the stream
-        reconnects by itself; it ends only if the session was revoked)."""
+        """Print every new message from others as it arrives.  The stream
+        reconnects by itself (then the outbox is sent); it ends when the
+        session was revoked, and the chat then asks to log in again."""
         try:
             async for update in stream:
                 event = update.event
                 if isinstance(event, NewMessage) and event.item.author_id != self.client.user_id:
                     if event.dialog_key not in self.names:
                         await self.refresh()
+                    self.last_from = event.dialog_key
                     await self.show(event.item, event.dialog_key)
+        except Unauthorized:
+            say("your session has ended (logged out elsewhere, or the password changed): log in again")
+            self.revoked.set()
         except (SessiaError, ClientError) as exc:
             say(f"live updates stopped: {exc}")
 
@@ -80,13 +192,35 @@ class Chat:
         self.listed = await self.client.dialogs()
         self.names.update((d.key, d.name or "(no name)") for d in self.listed)
 
+    async def find_user(self, who: str) -> int | None:
+        """A user id from a login.  The API has no look-up by login, so the
+        chat looks among the people it can see: my dialogs' members, my
+        friends and friend requests, by nickname (which is the login until
+        its owner changes it).  A number is taken as a user id."""
+        if who.isdigit():
+            return int(who)
+        wanted = who.casefold()
+        people = [u.id for u in await self.client.friends(take=100)]
+        people += [u.id for u in await self.client.incoming_requests(take=100)]
+        people += [u.id for u in await self.client.outgoing_requests(take=100)]
+        await self.refresh()
+        for d in self.listed:
+            people += await self.client.dialog_members(d.key)
+        for user_id in dict.fromkeys(people):
+            if (await self.nick(user_id)).casefold() == wanted:
+                return user_id
+        return None
+
     async def command(self, line: str) -> bool:
         """Run one input line; False to quit."""
         word, _, arg = line.partition(" ")
+        arg = arg.strip()
         if word == "/quit":
             return False
         if word == "/logout":
+            user_id = self.client.user_id
             await self.client.logout()
+            self.sessions.forget(str(user_id))
             return False
         if word == "/help":
             say(HELP)
@@ -97,11 +231,15 @@ class Chat:
             for n, d in enumerate(self.listed, 1):
                 say(f"{n}. {self.names[d.key]}")
             if not self.listed:
-                say("no dialogs yet: /new USERID starts one")
-        elif word == "/open" and arg.strip().isdigit() and 0 < int(arg) <= len(self.listed):
+                say("no dialogs yet: /new LOGIN starts one")
+        elif word == "/open" and arg.isdigit() and 0 < int(arg) <= len(self.listed):
             await self.enter(self.listed[int(arg) - 1].key)
-        elif word == "/new" and arg.strip().isdigit():
-            other = int(arg)
+        elif word == "/new" and arg:
+            other = await self.find_user(arg)
+            if other is None:
+                say(f"no user {arg!r} among the people you share a dialog or a friendship with: "
+                    "ask them for their user id (their chat shows it at start, and /me) and type /new ID")
+                return True
             name = f"{await self.nick(self.client.user_id)} & {await self.nick(other)}"
             key = await self.client.create_dialog(name, members=[other])
             self.names[key] = name
@@ -110,11 +248,52 @@ class Chat:
             await self.enter(self.open)
         elif word.startswith("/"):
             say("unknown command or argument; /help lists the commands")
-        elif self.open is None:
-            say("no dialog is open: /dialogs then /open N, or /new USERID")
-        elif line.strip():
-            await self.client.send_message(self.open, line)
+        elif not line.strip():
+            pass
+        elif self.open is not None:
+            await self.send(self.open, line)
+        elif self.last_from is not None:
+            await self.send(self.last_from, line)
+            say(f"(sent to [{self.names.get(self.last_from, 'new dialog')}], the dialog of the last message; "
+                "/open N to choose another)")
+        else:
+            say("no dialog is open: /dialogs then /open N, or /new LOGIN")
         return True
+
+    async def send(self, dialog: str, text: str) -> None:
+        """Send, or keep the line in the outbox when the server cannot be
+        reached.  Each line has its own msgkey, so the retry is safe: a send
+        that reached the server before the connection dropped is not made twice."""
+        self.outbox.append((dialog, secrets.token_hex(16), text))
+        await self.flush()
+
+    async def flush(self, *, reconnected: bool = False) -> None:
+        """Send the waiting lines, in order; stop at the first that cannot go."""
+        async with self.sending:
+            sent = 0
+            while self.outbox:
+                dialog, msgkey, text = self.outbox[0]
+                try:
+                    await self.client.send_message(dialog, text, msgkey=msgkey)
+                except UNSENT:
+                    say(f"not sent yet, the server is unreachable: {len(self.outbox)} line(s) will be sent "
+                        "when the connection is back")
+                    return
+                except SessiaError as exc:
+                    say(f"not sent ({exc.message}): {text}")
+                else:
+                    sent += 1
+                self.outbox.pop(0)
+            if reconnected and sent:
+                say(f"connection back: {sent} waiting line(s) sent")
+
+    async def resend(self) -> None:
+        """Each time the connection is back, send what waits."""
+        while True:
+            await self.back.wait()
+            self.back.clear()
+            if self.outbox:
+                await self.flush(reconnected=True)
 
     async def enter(self, key: str) -> None:
         self.open = key
@@ -124,74 +303,126 @@ class Chat:
                 await self.show(msg)
 
 
-def read_lines(loop: asyncio.AbstractEventLoop, queue: asyncio.Queue[str | None]) -> None:
-    """stdin in a thread: the event loop keeps printing while the user types."""
-    for line in sys.stdin:
-        loop.call_soon_threadsafe(queue.put_nowait, line.rstrip("\n"))
-    loop.call_soon_threadsafe(queue.put_nowait, None)
+def yes(answer: str | None) -> bool:
+    return (answer or "").strip().lower() in ("", "y", "yes")
 
 
-async def log_in(client: client_sdk.Client, state: dict, path: Path) -> None:
-    """Resume the saved session, or register / log in by password and save it."""
-    if state.get("token"):
-        try:
-            await client.login_with_token(state["token"])
-            return
-        except Unauthorized:
-            say("the saved session has ended: log in again")
-    async def ask(prompt: str) -> str:
-        return await asyncio.to_thread(input, prompt)
+async def log_in(client: client_sdk.Client, keyboard: Keyboard, sessions: Sessions, *,
+                 first: asyncio.Future[str | None] | None = None, offer_saved: bool = True) -> bool:
+    """Resume a kept session (each is offered, the most recent first), or
+    log in / register by password and keep the session.  ``first``: a line
+    request already pending, which answers the first question.  False at the
+    end of input."""
+
+    def ask(prompt: str, *, secret: bool = False) -> asyncio.Future[str | None]:
+        nonlocal first
+        if first is not None:
+            pending, first = first, None
+            say(prompt.rstrip())
+            return pending
+        return keyboard.ask(prompt, secret=secret)
+
+    if offer_saved:
+        for key, saved in sessions.saved():
+            answer = await ask(f"continue as {saved['login']}? [Y/n] ")
+            if answer is None:
+                return False
+            if not yes(answer):
+                continue
+            try:
+                await client.login_with_token(saved["token"])
+                sessions.keep(client.user_id or 0, saved["login"], saved["token"])
+                if key != str(client.user_id):
+                    sessions.forget(key)
+                return True
+            except Unauthorized:
+                sessions.forget(key)
+                say(f"the session of {saved['login']} has ended: log in again")
+                break
 
     while client.token is None:
-        choice = (await ask("log in or register? [l/r] ")).strip().lower()
+        choice = await ask("log in or register? [l/r] ")
+        if choice is None:
+            return False
+        choice = choice.strip().lower()
         try:
             if choice == "r":
-                login, email = (await ask("login: ")).strip(), (await ask("email: ")).strip()
-                await client.register(login, email, await asyncio.to_thread(getpass.getpass, "password: "))
+                login, email = (await ask("login: ") or "").strip(), (await ask("email: ") or "").strip()
+                await client.register(login, email, await ask("password: ", secret=True) or "")
             elif choice == "l":
-                email = (await ask("email or login: ")).strip()
-                await client.login(email, await asyncio.to_thread(getpass.getpass, "password: "))
+                login = (await ask("email or login: ") or "").strip()
+                await client.login(login, await ask("password: ", secret=True) or "")
         except SessiaError as exc:
             say(f"refused: {exc.message}")
-    state["token"] = client.token
-    save(state, path)
-
-
-def save(state: dict, path: Path) -> None:
-    path.touch(0o600)  # the token is a password: readable by its owner only
-    path.write_text(json.dumps(state))
+    assert client.token is not None and client.user_id is not None  # set by the login
+    me = await client.get_user(client.user_id)
+    sessions.keep(client.user_id, me.nickname, client.token)
+    return True
 
 
 async def main(args: argparse.Namespace) -> None:
-    path = args.state.expanduser()
-    state = json.loads(path.read_text()) if path.exists() else {}
-    state.setdefault("device", secrets.token_hex(16))  # the token is bound to this id
+    sessions = Sessions(args.state.expanduser())
     client = await client_sdk.connect(
         args.host,
         args.port,
-        device={"deviceid": state["device"], "os": sys.platform, "hostname": socket.gethostname()},
+        device={"deviceid": sessions.device(), "os": sys.platform, "hostname": socket.gethostname()},
         client={"nameclient": args.client_name, "hashcert": args.client_hash, "version": args.client_version},
         tls=args.tls,
         cafile=args.cafile,
     )
+    keyboard = Keyboard(asyncio.get_running_loop())
     async with client:
-        await log_in(client, state, path)
-        chat = Chat(client)
-        stream = await client.events().start()  # subscribed before anything is shown
-        say(f"logged in as {await chat.nick(client.user_id)} (id {client.user_id}); /help for the commands")
-        listener = asyncio.create_task(chat.listen(stream))
-        lines: asyncio.Queue[str | None] = asyncio.Queue()
-        threading.Thread(target=read_lines, args=(asyncio.get_running_loop(), lines), daemon=True).start()
-        while (line := await lines.get()) is not None:
-            try:
-                if not await chat.command(line):
+        if not await log_in(client, keyboard, sessions):
+            return
+        chat = Chat(client, keyboard, sessions)
+        resender = asyncio.create_task(chat.resend())
+        pending = keyboard.ask()
+        while True:
+            stream = await client.events().start()  # subscribed before anything is shown
+            say(f"logged in as {await chat.nick(client.user_id)} (id {client.user_id}); /help for the commands")
+            listener = asyncio.create_task(chat.listen(stream))
+            revoked = asyncio.create_task(chat.revoked.wait())
+            quit_chat = False
+            while True:
+                await asyncio.wait((pending, revoked), return_when=asyncio.FIRST_COMPLETED)
+                if not pending.done():  # the session ended: log in again, the next line answers first
                     break
-            except (SessiaError, ClientError) as exc:
-                say(f"error: {exc}")
-        listener.cancel()
-        if client.token is None:  # logged out
-            state.pop("token", None)
-            save(state, path)
+                line = pending.result()
+                if line is None:
+                    quit_chat = True
+                    break
+                pending = keyboard.ask()
+                try:
+                    if not await chat.command(line):
+                        quit_chat = True
+                        break
+                except Unauthorized:
+                    await asyncio.wait((revoked,), timeout=2)  # the listener says so, and the chat logs in again
+                    if not revoked.done():
+                        say("your session has ended: log in again")
+                        chat.revoked.set()
+                    break
+                except (SessiaError, ClientError) as exc:
+                    say(f"error: {exc}")
+            listener.cancel()
+            revoked.cancel()
+            if quit_chat:
+                break
+            chat.revoked.clear()
+            chat.nicks.clear()
+            chat.names.clear()
+            chat.open = chat.last_from = None
+            chat.outbox.clear()
+            if client.token is not None:  # the SDK drops it only when a resume is refused
+                sessions.forget(str(client.user_id))
+                client.token = None
+            client.user_id = None
+            if not client.transport.is_open:
+                await client.reconnect()
+            if not await log_in(client, keyboard, sessions, first=pending, offer_saved=False):
+                break
+            pending = keyboard.ask()
+        resender.cancel()
 
 
 if __name__ == "__main__":

@@ -4,7 +4,8 @@ They read the same settings as the server (flags, ``SESSIA_*`` variables,
 ``--config`` file) to find the database: ``--database-url``, or the embedded
 PostgreSQL under ``--data-dir``, which is started for the command when it is
 not running and stopped again afterwards unless something else (a server)
-connected to it meanwhile.
+connected to it meanwhile.  A command never creates a database: a
+``--data-dir`` with none is an error (a typo must not yield an empty one).
 
 Changes reach running servers at once through the broker (``--broker``):
 revoked sessions on the ``sessions`` channel, client builds on ``clients``.
@@ -23,12 +24,14 @@ import json
 import sys
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import asdict
+from datetime import UTC, datetime
 
 import asyncpg
 
 from protocol.requests.accounts import MAX_PASSWORD_LENGTH, check_email, check_login, check_password
 from protocol.status import SessiaError
 from storage import clients as client_store
+from storage import sessions as session_store
 from storage import stats as stats_store
 from storage import users as user_store
 from storage.db import Database
@@ -40,7 +43,7 @@ from . import accounts
 from .broker import LocalBroker, NatsBroker, make_broker
 from .config import Config, apply_config_file, build_parser, config_from_namespace, config_path, read_config_file
 from .passwords import Passwords
-from .sessions import Revocation
+from .sessions import Revocation, Session
 from .storage_errors import status_for
 
 PROG = "python -m server admin"
@@ -140,6 +143,29 @@ def build_admin_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     c.add_argument("nameclient", metavar="NAMECLIENT")
     c.add_argument("hashcert", metavar="HASHCERT", nargs="?")
 
+    users = command("users", "accounts (list, show)", "Look accounts up: by a part of their login, email or "
+                    "nickname, or one account with its live sessions.")
+    user_commands = users.add_subparsers(dest="users_command", required=True, metavar="ACTION")
+    c = command("list", "list accounts", "List accounts in id order with their number of live sessions.",
+                user_commands)
+    c.add_argument("--search", metavar="TEXT", help="only accounts whose login, email or nickname contains TEXT")
+    c.add_argument("--limit", type=int, default=100, help="at most this many (default 100)")
+    c = command("show", "one account and its live sessions",
+                "Show one account (found by login or email) and its live sessions.", user_commands)
+    c.add_argument("account", metavar="LOGIN_OR_EMAIL")
+
+    sessions = command("sessions", "device sessions (list, revoke)",
+                       "The live sessions of an account, and revoking one of them.")
+    session_commands = sessions.add_subparsers(dest="sessions_command", required=True, metavar="ACTION")
+    c = command("list", "an account's live sessions",
+                "List the live sessions of an account (found by login or email), most recently seen first.",
+                session_commands)
+    c.add_argument("account", metavar="LOGIN_OR_EMAIL")
+    c = command("revoke", "log one session out",
+                "Revoke one session by its id (from `sessions list`); running servers refuse its token at once "
+                "and close its connections.", session_commands)
+    c.add_argument("session_id", metavar="ID", type=int)
+
     command("schema", "show the schema version and pending migrations",
             "Show the schema version of the database and the migrations this version of the server would apply.")
     command("migrate", "apply pending migrations",
@@ -201,6 +227,14 @@ async def run(args: argparse.Namespace, config: Config) -> int:
             return await reset_password(db, config, args.account, password)
         if args.command == "revoke-sessions":
             return await revoke_sessions(db, config, args.account)
+        if args.command == "users":
+            if args.users_command == "list":
+                return await users_list(db, args.search, args.limit)
+            return await users_show(db, args.account)
+        if args.command == "sessions":
+            if args.sessions_command == "list":
+                return await sessions_list(db, args.account)
+            return await sessions_revoke(db, config, args.session_id)
         if args.command == "clients":
             if args.clients_command == "list":
                 return await clients_list(db)
@@ -259,6 +293,11 @@ async def open_database(config: Config) -> AsyncIterator[AdminDatabase]:
     url = config.database_url
     if url is None:
         embedded = EmbeddedPostgres(config.data_dir, durable=config.durable)
+        if not (embedded.pgdata / "PG_VERSION").exists():
+            # An admin command never creates a database: a mistyped --data-dir
+            # would otherwise get a new, empty one and advice to migrate it.
+            raise Failure(f"no database in {config.data_dir} (no {embedded.pgdata / 'PG_VERSION'}): give the "
+                          f"server's --data-dir or --database-url; the server creates its database at first start")
         if not embedded.is_running():
             print(f"starting the embedded PostgreSQL in {embedded.pgdata} for this command", file=sys.stderr)
         url = await asyncio.to_thread(embedded.start)
@@ -310,9 +349,10 @@ async def signal(db: AdminDatabase, config: Config, channel: str, payload: str) 
             await broker.close()
 
 
-async def announce(db: AdminDatabase, config: Config, revoked: Revocation) -> None:
-    """Tell running servers that sessions ended, as a server tells its peers."""
-    message = accounts.announcement(revoked)
+async def announce(db: AdminDatabase, config: Config, revoked: Revocation, token_digest: bytes | None = None) -> None:
+    """Tell running servers that sessions ended, as a server tells its peers
+    (one session needs its token's digest: that is what servers cache)."""
+    message = accounts.announcement(revoked, token_digest)
     if message is not None:
         await signal(db, config, "sessions", message)
 
@@ -376,6 +416,75 @@ async def revoke_sessions(db: AdminDatabase, config: Config, login_or_email: str
         revoked, revocation = await accounts.revoke_sessions(tx, user.id)
     await announce(db, config, revocation)
     print(f"{len(revoked)} session(s) of {user.login} (id {user.id}) revoked")
+    return 0
+
+
+def _when(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+def _print_sessions(live: list[session_store.DeviceSession]) -> None:
+    if not live:
+        print("no live sessions")
+        return
+    print(f"{'ID':>8}  {'LAST SEEN':<20}  {'CREATED':<20}  {'CLIENT':<24}  DEVICE")
+    for s in live:
+        client = f"{s.client_name} {s.client_version}".strip()
+        device = " ".join(part for part in (s.device_hostname, s.device_os, s.device_id) if part)
+        print(f"{s.id:>8}  {_when(s.last_seen_at):<20}  {_when(s.created_at):<20}  {client:<24}  {device}")
+
+
+async def users_list(db: Database, search: str | None, limit: int) -> int:
+    if limit < 1:
+        raise UsageError("--limit must be 1 or more")
+    found = await user_store.list_users(db, search=search, take=limit)
+    if not found:
+        print("no accounts match" if search else "no accounts")
+        return 0
+    login_width = max(len("LOGIN"), *(len(u.login) for u in found))
+    email_width = max(len("EMAIL"), *(len(u.email) + 2 for u in found))
+    print(f"{'ID':>8}  {'LOGIN':<{login_width}}  {'EMAIL':<{email_width}}  {'CREATED':<20}  SESSIONS")
+    for u in found:
+        email = u.email if u.email_confirmed else f"{u.email} ?"  # ?: not confirmed
+        print(f"{u.id:>8}  {u.login:<{login_width}}  {email:<{email_width}}  {_when(u.created_at):<20}  "
+              f"{u.live_sessions}")
+    if len(found) == limit:
+        print(f"(the first {limit}: narrow with --search or raise --limit)", file=sys.stderr)
+    return 0
+
+
+async def users_show(db: Database, login_or_email: str) -> int:
+    user = await _find_account(db, login_or_email)
+    confirmed = "confirmed" if user.email_confirmed else "not confirmed"
+    print(f"id:       {user.id}")
+    print(f"login:    {user.login}")
+    print(f"nickname: {user.nickname}")
+    print(f"email:    {user.email} ({confirmed})")
+    print(f"created:  {_when(user.created_at)}")
+    live = await session_store.list_live_all(db, user.id)
+    print(f"live sessions: {len(live)}")
+    _print_sessions(live)
+    return 0
+
+
+async def sessions_list(db: Database, login_or_email: str) -> int:
+    user = await _find_account(db, login_or_email)
+    _print_sessions(await session_store.list_live_all(db, user.id))
+    return 0
+
+
+async def sessions_revoke(db: AdminDatabase, config: Config, session_id: int) -> int:
+    """One session, revoked and announced as a logout on a server would be."""
+    row = await session_store.find_live_by_id(db, session_id)
+    if row is None:
+        raise Failure(f"no live session with id {session_id}")
+    session = Session(row.id, row.user_id, row.device_id, row.token_hash)
+    async with db.atomic("admin.sessions_revoke") as tx:
+        revocation = await accounts.revoke_session(tx, session)
+    await announce(db, config, revocation, row.token_hash)
+    user = await user_store.get_user(db, row.user_id)
+    owner = user.login if user is not None else "a deleted account"
+    print(f"session {row.id} of {owner} (id {row.user_id}) revoked")
     return 0
 
 

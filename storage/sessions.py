@@ -132,3 +132,24 @@ async def find_live(db: Database, user_id: int, session_id: int) -> DeviceSessio
         user_id,
     )
     return DeviceSession(**dict(row)) if row else None
+
+
+async def find_live_by_id(db: Database, session_id: int) -> DeviceSession | None:
+    """A live session by id, whoever's it is (for operators); None if revoked or unknown."""
+    row = await db.fetchrow(
+        "sessions.find_live_by_id",
+        f"SELECT {_DEVICE_COLUMNS} FROM sessions WHERE id = $1 AND revoked_at IS NULL",
+        session_id,
+    )
+    return DeviceSession(**dict(row)) if row else None
+
+
+async def list_live_all(db: Database, user_id: int) -> list[DeviceSession]:
+    """Every live session of a user, most recently seen first, unpaged (for operators)."""
+    rows = await db.fetch(
+        "sessions.list_live_all",
+        f"SELECT {_DEVICE_COLUMNS} FROM sessions WHERE user_id = $1 AND revoked_at IS NULL"
+        " ORDER BY last_seen_at DESC, id DESC",
+        user_id,
+    )
+    return [DeviceSession(**dict(r)) for r in rows]

@@ -161,3 +161,41 @@ async def update_profile(
         photo_key,
         password_hash,
     )
+
+
+# -- for operators ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class UserSummary:
+    """One line of ``admin users list``: who, and how many devices are logged in."""
+
+    id: int
+    login: str
+    email: str
+    email_confirmed: bool
+    nickname: str
+    created_at: datetime
+    live_sessions: int
+
+
+async def list_users(db: Database, *, search: str | None = None, take: int = 100, skip: int = 0) -> list[UserSummary]:
+    """Accounts in id order; ``search``: only those whose login, email or
+    nickname contains the text (any letter case).  For operators: no index
+    is used for the search, which is fine at an admin's pace."""
+    pattern = None
+    if search:
+        escaped = search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        pattern = f"%{escaped.lower()}%"
+    rows = await db.fetch(
+        "users.list_users",
+        "SELECT u.id, u.login, u.email, u.email_confirmed, u.nickname, u.created_at,"
+        " (SELECT count(*) FROM sessions s WHERE s.user_id = u.id AND s.revoked_at IS NULL) AS live_sessions"
+        " FROM users u"
+        " WHERE $1::text IS NULL OR lower(u.login) LIKE $1 OR lower(u.email) LIKE $1 OR lower(u.nickname) LIKE $1"
+        " ORDER BY u.id LIMIT $2 OFFSET $3",
+        pattern,
+        take,
+        skip,
+    )
+    return [UserSummary(**dict(r)) for r in rows]

@@ -71,6 +71,7 @@ async def eventually(check, timeout: float, interval: float = 0.05):
 COMMANDS = [
     [], ["create-user"], ["reset-password"], ["revoke-sessions"], ["clients"], ["clients", "list"],
     ["clients", "add"], ["clients", "remove"], ["schema"], ["migrate"], ["stats"],
+    ["users"], ["users", "list"], ["users", "show"], ["sessions"], ["sessions", "list"], ["sessions", "revoke"],
 ]
 
 
@@ -372,7 +373,9 @@ async def test_settings_from_config_file_and_environment(server: ServerProcess, 
 
 async def test_embedded_postgres_started_for_the_command_and_stopped(tmp_path: Path) -> None:
     data = tmp_path / "data"
-    pg = EmbeddedPostgres(data)
+    pg = EmbeddedPostgres(data, durable=False)
+    await asyncio.to_thread(pg.start)  # the cluster exists (a server made it); an admin command never creates one
+    await asyncio.to_thread(pg.stop)
     first = await admin_async("--data-dir", str(data), "--no-durable", "migrate")
     assert first.returncode == 0, first.stderr
     assert "starting the embedded PostgreSQL" in first.stderr

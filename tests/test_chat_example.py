@@ -1,5 +1,8 @@
-"""examples/chat.py end to end: two instances in pseudo-terminals talk to each
-other through a real server; what one types appears on the other's screen."""
+"""examples/chat.py end to end, driven as a newcomer drives it: real chat
+processes in pseudo-terminals against a real server.  Two chats started with
+the same command (one state file) are two users; ``/new LOGIN``; answering the
+last message without opening its dialog; a line typed while the server is
+down is sent when it is back; a session revoked elsewhere asks to log in again."""
 
 from __future__ import annotations
 
@@ -67,12 +70,21 @@ class Terminal:
         os.write(self.fd, (line + "\n").encode())
 
     def register(self, login: str) -> int:
-        self.expect(r"log in or register\? \[l/r\] ")
+        self.expect(r"log in or register\? \[l/r\]")
         self.type("r")
         self.expect("login: ")
         self.type(login)
         self.expect("email: ")
         self.type(f"{login}@example.org")
+        self.expect("password: ")
+        self.type(PASSWORD)
+        return int(self.expect(rf"logged in as {login} \(id (\d+)\)").group(1))
+
+    def log_in(self, login: str) -> int:
+        self.expect(r"log in or register\? \[l/r\]")
+        self.type("l")
+        self.expect("email or login: ")
+        self.type(login)
         self.expect("password: ")
         self.type(PASSWORD)
         return int(self.expect(rf"logged in as {login} \(id (\d+)\)").group(1))
@@ -88,48 +100,111 @@ class Terminal:
             self.proc.wait(5)
 
 
-def test_two_chats_talk_to_each_other(server, tmp_path):
+def test_two_chats_with_one_command_are_two_users_and_talk(server, tmp_path):
     alice_login, bob_login = unique("alice"), unique("bob")
-    alice_state, bob_state = tmp_path / "alice.json", tmp_path / "bob.json"
-    alice, bob = Terminal(server, alice_state), Terminal(server, bob_state)
-    terminals = [alice, bob]
+    state = tmp_path / "chat.json"  # both use the default state file, as the README's command does
+    terminals = []
     try:
+        alice = Terminal(server, state)
+        terminals.append(alice)
         alice.register(alice_login)
+        bob = Terminal(server, state)
+        terminals.append(bob)
+        bob.expect(rf"continue as {alice_login}\? \[Y/n\] ")
+        bob.type("n")
         bob_id = bob.register(bob_login)
         dialog = f"{alice_login} & {bob_login}"
 
+        # A login that the chat cannot resolve says what to do instead.
+        alice.type(f"/new {bob_login}")
+        alice.expect("ask them for their user id")
         alice.type(f"/new {bob_id}")
         alice.expect(f"--- {dialog} ---")
         alice.type("hello bob, it is alice")
-        # Bob has no dialog open: the message shows live, with its dialog's name.
+        # Bob has no dialog open: the message shows live, with its dialog's name...
         bob.expect(rf"\[{dialog}\] \d\d:\d\d {alice_login}: hello bob, it is alice")
+        # ...and his next line answers it, without /dialogs and /open.
+        bob.type("hi alice")
+        bob.expect(rf"\(sent to \[{dialog}\], the dialog of the last message")
+        alice.expect(rf"\n\d\d:\d\d {bob_login}: hi alice")  # open dialog: no prefix
 
+        # Now they share a dialog, Bob finds Alice by her login.
+        bob.type(f"/new {alice_login.upper()}")
+        bob.expect(f"--- {bob_login} & {alice_login} ---")
         bob.type("/dialogs")
-        bob.expect(f"1. {dialog}")
-        bob.type("/open 1")
+        listed = bob.expect(r"1\. (.*)\n2\. (.*)\n").groups()
+        assert set(listed) == {dialog, f"{bob_login} & {alice_login}"}  # in the order of their activity
+        bob.type(f"/open {listed.index(dialog) + 1}")
         bob.expect(f"--- {dialog} ---")
         bob.expect(f"{alice_login}: hello bob, it is alice")  # the history
-        bob.type("hi alice")
-        alice.expect(rf"\n\d\d:\d\d {bob_login}: hi alice")  # open dialog: no prefix
 
         alice.type("/unknown")
         alice.expect("unknown command or argument")
         alice.type("/quit")
         assert alice.finish() == 0
 
-        # The next start resumes the saved session without asking.
-        again = Terminal(server, alice_state)
+        # The next start offers the kept sessions, the most recent first.
+        again = Terminal(server, state)
         terminals.append(again)
+        again.expect(rf"continue as {bob_login}\? \[Y/n\] ")
+        again.type("n")
+        again.expect(rf"continue as {alice_login}\? \[Y/n\] ")
+        again.type("")
         again.expect(rf"logged in as {alice_login} \(id \d+\)")
         again.type("/dialogs")
-        again.expect(f"1. {dialog}")
+        again.expect(rf"\d\. {bob_login} & {alice_login}")
         again.type("/logout")
         assert again.finish() == 0
-        assert "token" not in json.loads(alice_state.read_text())
-        assert alice_state.stat().st_mode & 0o077 == 0
+        kept = json.loads(state.read_text())["sessions"]
+        assert [s["login"] for s in kept.values()] == [bob_login]  # Alice's is gone, Bob's is kept
+        assert state.stat().st_mode & 0o077 == 0
 
         bob.type("/quit")
         assert bob.finish() == 0
     finally:
         for t in terminals:
             t.kill()
+
+
+def test_a_line_typed_while_the_server_is_down_is_sent_when_it_is_back(start_server, tmp_path):
+    own = start_server("--allow-any-client")
+    alice_login, bob_login = unique("alice"), unique("bob")
+    alice, bob = Terminal(own, tmp_path / "alice.json"), Terminal(own, tmp_path / "bob.json")
+    try:
+        alice.register(alice_login)
+        bob_id = bob.register(bob_login)
+        alice.type(f"/new {bob_id}")
+        alice.expect(f"--- {alice_login} & {bob_login} ---")
+
+        own.stop()
+        alice.type("typed while the server was down")
+        alice.expect("not sent yet, the server is unreachable: 1 line")
+        own.start()
+        alice.expect(r"connection back: 1 waiting line\(s\) sent", timeout=30)
+        bob.expect(f"{alice_login}: typed while the server was down", timeout=30)
+        alice.type("and after")
+        bob.expect(f"{alice_login}: and after")
+        assert "typed while the server was down" not in bob.screen  # sent once
+    finally:
+        alice.kill()
+        bob.kill()
+
+
+async def test_a_session_revoked_elsewhere_asks_to_log_in_again(server, connect, tmp_path):
+    login = unique("alice")
+    chat = Terminal(server, tmp_path / "chat.json")
+    try:
+        chat.register(login)
+        elsewhere = await connect()
+        await elsewhere.login(login, PASSWORD)
+        await elsewhere.revoke_other_sessions()  # "log out my other devices"
+
+        chat.expect("your session has ended")
+        user_id = chat.log_in(login)
+        assert user_id == elsewhere.user_id
+        chat.type("/me")
+        chat.expect(rf"you are {login} \(id {user_id}\)")
+        chat.type("/quit")
+        assert chat.finish() == 0
+    finally:
+        chat.kill()
