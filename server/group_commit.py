@@ -112,7 +112,8 @@ class MessageWriter:
                     again.append(item)
                     continue
                 kind, created_at = ev.NewMessage.KIND, message.created_at
-                pushed += [EventRow(user, seq, kind, payload, created_at) for user, seq in sent.events]
+                pushed += [EventRow(user, seq, kind, payload, created_at, None, message.dialog_key, sent.dialog_id)
+                           for user, seq in sent.events]
                 if not future.done():
                     future.set_result(sent)
             # In the same step as the futures are resolved: when a sender's

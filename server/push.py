@@ -34,6 +34,7 @@ from protocol.events import (
     NewMessage,
 )
 from protocol.frames import PushTemplate, encode_push
+from storage import dialogs as dialog_store
 from storage import event_log
 from storage.db import Database
 
@@ -129,6 +130,25 @@ def shown(row: event_log.EventRow) -> event_log.EventRow | None:
     if kind is None:  # written by a newer version: passed on as it is
         return row
     return row._replace(payload=kind.from_payload(row.payload).to_payload())
+
+
+#: A delivery that tells this many members of one dialog is signalled to the
+#: other nodes as the dialog (``d<id>``, one item) rather than as each
+#: member's ``user:seq``: a message to a large dialog is one signal, and each
+#: node looks up which of its own users are members.
+DIALOG_SIGNAL_MIN = 16
+
+
+def signals_of(rows: list[event_log.EventRow]) -> list[str]:
+    """The broker items that tell other nodes of these committed events."""
+    per_dialog: dict[int, int] = {}
+    for row in rows:
+        if row.dialog_id is not None:
+            per_dialog[row.dialog_id] = per_dialog.get(row.dialog_id, 0) + 1
+    large = {d for d, n in per_dialog.items() if n >= DIALOG_SIGNAL_MIN}
+    items = [f"d{d}" for d in large]
+    items += [f"{row.user_id}:{row.seq}" for row in rows if row.dialog_id not in large]
+    return items
 
 
 def _shown_page(page: event_log.EventPage) -> event_log.EventPage:
@@ -258,7 +278,7 @@ class PushHub:
             if subs:
                 for sub in list(subs):
                     self._push(sub, row, encoded)
-        self._signals.extend(f"{row.user_id}:{row.seq}" for row in rows)
+        self._signals.extend(signals_of(rows))
         if not self._flush_scheduled:
             self._flush_scheduled = True
             asyncio.get_running_loop().call_soon(self._flush_signals)
@@ -277,7 +297,11 @@ class PushHub:
             self._on_remote_typing(payload)
 
     def _on_remote_events(self, payload: str) -> None:
+        dialogs = []
         for item in payload.split(","):
+            if item.startswith("d"):
+                dialogs.append(int(item[1:]))
+                continue
             user, _, seq = item.partition(":")
             subs = self._by_user.get(int(user))
             if not subs:
@@ -285,6 +309,21 @@ class PushHub:
             for sub in list(subs):
                 if int(seq) > sub.after:
                     self._start_catch_up(sub)
+        if dialogs and self._by_user:
+            self._spawn(self._wake_members(dialogs))
+
+    async def _wake_members(self, dialog_ids: list[int]) -> None:
+        """Another node changed these dialogs: the members this node serves
+        read their logs (one query for the node, not one signal per member)."""
+        try:
+            users = await dialog_store.members_among(self.db, dialog_ids, list(self._by_user))
+        except Exception as exc:  # the next signal, or a broker reconnect, catches up
+            log.warning("could not look up members of dialogs %s: %s", dialog_ids, type(exc).__name__)
+            return
+        for user_id in users:
+            for sub in list(self._by_user.get(user_id, ())):
+                self._start_catch_up(sub)
+
 
     async def catch_up_all(self) -> None:
         """After a broker reconnect signals may have been missed: re-read the log."""

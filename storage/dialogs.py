@@ -140,6 +140,18 @@ SELECT user_id, role FROM dialog_members WHERE dialog_id = $1 ORDER BY joined_at
 """
 
 
+async def members_among(db: Database, dialog_ids: list[int], user_ids: list[int]) -> list[int]:
+    """Which of ``user_ids`` are members of any of ``dialog_ids`` (one index
+    lookup per pair: a node asks about the users it serves, never reads a
+    large dialog's whole member list)."""
+    rows = await db.fetch(
+        "dialogs.members_among",
+        "SELECT DISTINCT user_id FROM dialog_members WHERE dialog_id = ANY($1::bigint[]) AND user_id = ANY($2::bigint[])",
+        dialog_ids, user_ids,
+    )
+    return [r["user_id"] for r in rows]
+
+
 async def members(db: Database, dialog_id: int) -> list[Member]:
     """Members in the order they joined (the creator first)."""
     return [Member(r["user_id"], r["role"]) for r in await db.fetch("dialogs.members", MEMBERS_SQL, dialog_id)]

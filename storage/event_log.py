@@ -42,6 +42,7 @@ class EventRow(NamedTuple):
     created_at: datetime
     message: MessageRow | None = None
     dialog_key: str | None = None
+    dialog_id: int | None = None
 
 
 class EventPage(NamedTuple):
@@ -72,7 +73,7 @@ SELECT user_id, last_seq, $2, $3::jsonb, (SELECT id FROM dialog),
        (SELECT m.id FROM messages m WHERE m.dialog_id = (SELECT id FROM dialog) AND m.key = $5::text),
        $6::bigint
 FROM bumped
-RETURNING user_id, seq, created_at
+RETURNING user_id, seq, created_at, dialog_id
 """
 
 #: The log as its reader may see it now.  An event about a dialog (its
@@ -85,7 +86,7 @@ RETURNING user_id, seq, created_at
 #: filter runs over a page of the log, not before the limit: ``through``
 #: tells how far the page reached.
 READ_AFTER_SQL = """
-SELECT e.seq, e.kind, e.payload::text AS payload, e.created_at, d.key AS dialog_key,
+SELECT e.seq, e.kind, e.payload::text AS payload, e.created_at, d.key AS dialog_key, e.dialog_id,
        (e.dialog_id IS NULL OR dm.user_id IS NOT NULL OR coalesce(e.subject_id = e.user_id, false)) AS visible,
        m.id AS message_id, m.key, m.author_id, m.content, m.created_at AS message_created_at, m.updated_at,
        m.deleted_at, m.forwarded_key, m.important, coalesce(media.keys, '{}') AS media,
@@ -132,7 +133,10 @@ async def append(
     rows = await db.fetch(
         "events.append", APPEND_SQL, sorted(set(user_ids)), kind, text, dialog_key, message_key, subject_id
     )
-    return [EventRow(r["user_id"], r["seq"], kind, payload, r["created_at"], None, dialog_key) for r in rows]
+    return [
+        EventRow(r["user_id"], r["seq"], kind, payload, r["created_at"], None, dialog_key, r["dialog_id"])
+        for r in rows
+    ]
 
 
 async def read_after(db: Database, user_id: int, after: int, limit: int) -> EventPage:
@@ -161,6 +165,7 @@ async def read_after(db: Database, user_id: int, after: int, limit: int) -> Even
                 r["deleted_at"], r["forwarded_key"], r["important"], r["media"], r["positions"],
             ),
             r["dialog_key"],
+            r["dialog_id"],
         )
         for r in records
         if r["visible"]

@@ -15,6 +15,7 @@ import pytest
 import client_sdk
 from client_sdk import Gone
 from protocol.events import FriendAccepted, FriendRequest, MessageEdited, NewMessage, parse_event
+from server.push import DIALOG_SIGNAL_MIN
 
 from .conftest import unique
 from .support import TEST_CLIENT, free_port
@@ -286,3 +287,55 @@ async def test_the_log_keeps_no_copy_of_a_message_and_shows_it_as_it_is_now(user
     await alice.delete_message(dialog, key)
     gone = [e.item for e in await events_after(carol, start) if isinstance(e, NewMessage)]
     assert [(m.content, m.media, m.deleted_at is not None) for m in gone] == [("", (), True)]
+
+
+async def large_dialog_crosses_nodes(node_a, node_b, size: int) -> None:
+    """``size`` members registered on node A but two, who listen on node B; a
+    message sent on A reaches both, in order, exactly once."""
+    sender = await register_on(node_a)
+    others = [await register_on(node_a) for _ in range(size - 3)]
+    listeners = [await register_on(node_b) for _ in range(2)]
+    try:
+        dialog = await sender.create_dialog("big", members=[c.user_id for c in [*others, *listeners]])
+        streams = [c.events() for c in listeners]
+        for stream in streams:
+            await stream.start()
+        keys = [await sender.send_message(dialog, f"to everyone {i}") for i in range(3)]
+        for stream in streams:
+            got = []
+            while len(got) < 3:
+                update = await next_event(stream)
+                if isinstance(update.event, NewMessage):
+                    got.append(update.event.item.key)
+            assert got == keys
+            with pytest.raises(TimeoutError):
+                await next_event(stream, timeout=1)
+    finally:
+        for c in (sender, *others, *listeners):
+            await c.close()
+
+
+async def test_a_large_dialog_is_one_signal_and_reaches_the_members_on_the_other_node(start_server, new_database):
+    url = new_database()
+    node_a, node_b = start_server(database_url=url), start_server(database_url=url)
+    await large_dialog_crosses_nodes(node_a, node_b, DIALOG_SIGNAL_MIN + 4)
+
+
+async def test_a_large_dialog_crosses_nodes_over_nats(start_server, new_database, nats_url):
+    url = new_database()
+    node_a = start_server("--broker", nats_url, database_url=url)
+    node_b = start_server("--broker", nats_url, database_url=url)
+    await large_dialog_crosses_nodes(node_a, node_b, DIALOG_SIGNAL_MIN + 4)
+
+
+def test_a_delivery_to_many_members_of_a_dialog_is_signalled_as_the_dialog() -> None:
+    from datetime import UTC, datetime
+
+    from server.push import signals_of
+    from storage.event_log import EventRow
+
+    now = datetime.now(UTC)
+    big = [EventRow(u, 7, "NewMessage", {}, now, None, "k", 42) for u in range(1, DIALOG_SIGNAL_MIN + 1)]
+    small = [EventRow(u, 3, "NewMessage", {}, now, None, "s", 9) for u in (100, 101)]
+    friends = [EventRow(200, 5, "FriendRequest", {}, now)]
+    assert signals_of(big + small + friends) == ["d42", "100:3", "101:3", "200:5"]
