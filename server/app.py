@@ -1,27 +1,40 @@
 """The composition root: builds every component once and runs the listener.
 
 ``App`` holds what handlers need (config, database, passwords, sessions, mailer,
-client registry).  ``serve`` starts the embedded PostgreSQL when no external
-one is configured, applies migrations, listens, and shuts down gracefully on
-SIGINT/SIGTERM: stop accepting, let in-flight requests finish, close.
+client registry).  ``serve`` binds its port first (a port in use fails before
+anything else is started), starts the embedded PostgreSQL when no external one
+is configured, applies migrations, listens, and shuts down gracefully on
+SIGINT/SIGTERM: stop accepting, let in-flight requests finish, close.  Every
+start-up step registers its undo as it succeeds, so a start that fails half
+way stops what it started, and says in one line (``StartupError``) what failed
+and what to do.  ``check`` (``python -m server --check``) runs the same checks
+and starts nothing that stays running.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import logging
+import os
 import signal
+import socket
 import ssl
 import sys
 import tomllib
+from collections.abc import Callable
 from pathlib import Path
+from urllib.parse import parse_qs, unquote, urlsplit
+
+import aiosmtplib
+import asyncpg
 
 from storage import clients as client_store
 from storage import event_log
 from storage.db import Database
-from storage.embedded import EmbeddedPostgres
-from storage.migrate import migrate
+from storage.embedded import EmbeddedError, EmbeddedPostgres
+from storage.migrate import available, current_version, migrate, pending
 
 from .accounts import announcement
 from .broker import Broker, LocalBroker, make_broker
@@ -30,7 +43,7 @@ from .config import Config
 from .connection import Connection
 from .dispatch import Dispatcher
 from .group_commit import MessageWriter
-from .mail import Mailer
+from .mail import Mailer, SmtpTarget
 from .metrics import MetricsServer, Timings
 from .passwords import Passwords
 from .push import PushHub
@@ -43,6 +56,12 @@ from .sessions import (
 )
 
 log = logging.getLogger("sessia.server")
+
+
+class StartupError(Exception):
+    """A start that cannot go on: one line that names what failed (host:port,
+    database, role, path) and what to do; ``python -m server`` prints it
+    without a traceback and exits 1."""
 
 #: Seconds between two writes of the sessions' "last seen" (docs/api/devices.md).
 LAST_SEEN_INTERVAL = 30.0
@@ -149,18 +168,27 @@ def _reload_done(task: asyncio.Task[None]) -> None:
 
 
 def read_clients_file(path: Path) -> list[client_store.KnownClient]:
-    """``[[client]]`` tables with ``nameclient``, ``hashcert``, ``min_version``."""
-    with open(path, "rb") as f:
-        data = tomllib.load(f)
+    """``[[client]]`` tables with ``nameclient``, ``hashcert``, ``min_version``;
+    a StartupError naming the file when it cannot be read or is malformed."""
+    try:
+        with open(path, "rb") as f:
+            data = tomllib.load(f)
+    except OSError as exc:
+        raise StartupError(f"--clients {path}: {exc.strerror or exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise StartupError(f"--clients {path}: not valid TOML: {exc}") from None
     out = []
-    for entry in data.get("client", []):
-        out.append(
-            client_store.KnownClient(
-                nameclient=str(entry["nameclient"]),
-                hashcert=str(entry["hashcert"]),
-                min_version=int(entry.get("min_version", 0)),
+    for i, entry in enumerate(data.get("client", []), 1):
+        try:
+            out.append(
+                client_store.KnownClient(
+                    nameclient=str(entry["nameclient"]),
+                    hashcert=str(entry["hashcert"]),
+                    min_version=int(entry.get("min_version", 0)),
+                )
             )
-        )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise StartupError(f"--clients {path}: [[client]] number {i}: missing or bad {exc}") from None
     return out
 
 
@@ -171,7 +199,17 @@ def tls_context(config: Config) -> ssl.SSLContext | None:
         raise ValueError("--tls-cert and --tls-key go together")
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
-    context.load_cert_chain(config.tls_cert, config.tls_key)
+    try:
+        context.load_cert_chain(config.tls_cert, config.tls_key)
+    except OSError as exc:
+        raise StartupError(
+            f"cannot load --tls-cert {config.tls_cert} / --tls-key {config.tls_key}: {exc.strerror or exc}"
+        ) from None
+    except ssl.SSLError as exc:
+        raise StartupError(
+            f"--tls-cert {config.tls_cert} / --tls-key {config.tls_key}: not a matching PEM certificate and key"
+            f" ({exc.reason or exc})"
+        ) from None
     return context
 
 
@@ -253,45 +291,173 @@ def start_metrics(app: App) -> MetricsServer | None:
     try:
         metrics = MetricsServer(app, config.metrics_host, config.metrics_port)
     except OSError as exc:
-        raise OSError(f"metrics listener on {config.metrics_host}:{config.metrics_port}: {exc.strerror or exc}") from None
+        raise StartupError(
+            f"cannot listen for metrics on {config.metrics_host}:{config.metrics_port}: {exc.strerror or exc}"
+            " (choose another --metrics-port)"
+        ) from None
     print(f"metrics on http://{metrics.host}:{metrics.port}/metrics", file=sys.stderr, flush=True)
     return metrics
+
+
+def prepare_data_dir(path: Path) -> None:
+    """The data dir exists and is a directory (media, outbox and the embedded
+    PostgreSQL live there), or a StartupError naming it."""
+    if path.exists() and not path.is_dir():
+        raise StartupError(f"data dir {path} is a file, not a directory: move it away or choose another --data-dir")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StartupError(f"cannot create data dir {path}: {exc.strerror or exc} (choose another --data-dir)") from None
+
+
+def bind_listener(host: str, port: int) -> socket.socket:
+    """The listening address, bound before anything else starts: a port in use
+    fails the start at once, with nothing to undo.  ``listen`` comes later
+    (``create_server``), so until the server is ready a client is refused
+    rather than left waiting."""
+    where = f"{host}:{port}"
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise StartupError(f"cannot listen on {where}: {exc.strerror} (check --host)") from None
+    family, kind, proto, _, address = infos[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+    except OSError as exc:
+        sock.close()
+        hint = " (another process listens there: stop it or choose another --port)" if exc.errno == 98 else ""
+        raise StartupError(f"cannot listen on {where}: {exc.strerror or exc}{hint}") from None
+    return sock
+
+
+def describe_database(url: str) -> tuple[str, str, str]:
+    """(where, database, role) of a PostgreSQL URL, for messages: where is
+    ``host:port`` or the Unix socket's path."""
+    try:
+        parts = urlsplit(url)
+        query = parse_qs(parts.query)
+        host = parts.hostname or (query.get("host") or [""])[0] or "localhost"
+        port = parts.port or int((query.get("port") or ["5432"])[0])
+        role = unquote(parts.username or "") or (query.get("user") or [""])[0] or os.environ.get("USER", "?")
+        database = unquote(parts.path.lstrip("/")) or (query.get("dbname") or [""])[0] or role
+    except ValueError:
+        return url, "?", "?"
+    where = f"{host}/.s.PGSQL.{port}" if host.startswith("/") else f"{host}:{port}"
+    return where, database, role
+
+
+async def open_database(url: str, *, max_size: int, embedded: EmbeddedPostgres | None = None) -> Database:
+    """The pool, or a StartupError saying which database could not be opened and why."""
+    where, database, role = describe_database(url)
+    source = f"the embedded PostgreSQL in {embedded.pgdata}" if embedded else f"PostgreSQL at {where}"
+    fix = "" if embedded else " (check --database-url)"
+    try:
+        return await Database.connect(url, min_size=min(2, max_size), max_size=max_size)
+    except asyncpg.InvalidCatalogNameError:
+        raise StartupError(
+            f"database {database!r} does not exist on {source}: create it (createdb {database})"
+            f" or name another in --database-url"
+        ) from None
+    except asyncpg.InvalidPasswordError:
+        raise StartupError(f"{source} refused the password of role {role!r}{fix}") from None
+    except asyncpg.InvalidAuthorizationSpecificationError as exc:
+        raise StartupError(f"{source} refused role {role!r}: {exc}: create the role or correct --database-url") from None
+    except asyncpg.PostgresError as exc:
+        raise StartupError(f"{source}, database {database!r}, role {role!r}: {exc}") from None
+    except OSError as exc:  # TimeoutError too
+        reason = exc.strerror or str(exc) or type(exc).__name__
+        raise StartupError(f"cannot reach {source}: {reason}: is it running?{fix}") from None
+    except (ValueError, asyncpg.InterfaceError) as exc:
+        raise StartupError(f"--database-url is not a usable PostgreSQL URL: {exc}") from None
+
+
+def start_embedded(config: Config, *, exclusive: bool) -> EmbeddedPostgres:
+    """The embedded PostgreSQL under ``--data-dir``, started (or shared) in
+    this thread: the main thread, which lives as long as the server (the
+    kernel's parent-death signal follows the thread that started the child)."""
+    embedded = EmbeddedPostgres(config.data_dir, durable=config.durable)
+    try:
+        embedded.start(exclusive=exclusive)
+    except EmbeddedError as exc:
+        raise StartupError(str(exc)) from None
+    return embedded
+
+
+async def stop_embedded(embedded: EmbeddedPostgres) -> None:
+    if embedded.started_here:
+        await asyncio.to_thread(embedded.stop)
 
 
 async def serve(config: Config, *, ready: asyncio.Event | None = None, stop: asyncio.Event | None = None) -> None:
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
-    embedded: EmbeddedPostgres | None = None
-    url = config.database_url
-    if url is None:
-        embedded = EmbeddedPostgres(config.data_dir, durable=config.durable)
-        url = await asyncio.to_thread(embedded.start)
-    config.data_dir.mkdir(parents=True, exist_ok=True)
-    db = await Database.connect(url, max_size=config.db_pool_size)
-    db.timings = Timings()
-    async with db.connection("migrate") as pg:
-        applied = await migrate(pg)
-    if applied:
-        log.info("schema migrated to version %d", applied[-1])
-    app = App(config, db, make_broker(config.broker, url, db.pool))
-    # What start-up made lives as long as the server: out of the collector's
-    # sight (gc.freeze), and young collections every 20,000 allocations rather
-    # than 700, so that a page of fifty messages does not trigger several.
-    gc.freeze()
-    gc.set_threshold(20_000, 20, 20)
-    await app.broker.start(app.on_signal, app.push.catch_up_all)
-    await app.load_clients()
-    if config.allow_any_client:
-        log.warning("--allow-any-client is set: unregistered client builds are accepted (development only)")
-    if config.config_file is not None:
-        log.info("settings read from %s", config.config_file)
-    log.info("configuration: %s", config.redacted())
-    metrics = start_metrics(app)
+    async with contextlib.AsyncExitStack() as started:
+        # Cheap checks first, then the port, then the database: each step's
+        # undo is registered as it succeeds and runs, in reverse, on any failure.
+        tls = tls_context(config)
+        if config.clients is not None:
+            read_clients_file(config.clients)
+        prepare_data_dir(config.data_dir)
+        sock = bind_listener(config.host, config.port)
+        started.callback(sock.close)
+        embedded: EmbeddedPostgres | None = None
+        url = config.database_url
+        if url is None:
+            embedded = start_embedded(config, exclusive=True)
+            started.push_async_callback(stop_embedded, embedded)
+            url = embedded.url
+        db = await open_database(url, max_size=config.db_pool_size, embedded=embedded)
+        started.push_async_callback(db.close)
+        db.timings = Timings()
+        try:
+            async with db.connection("migrate") as pg:
+                applied = await migrate(pg)
+        except asyncpg.PostgresError as exc:
+            where, database, _ = describe_database(url)
+            raise StartupError(f"cannot migrate the schema of database {database!r} at {where}: {exc}") from None
+        if applied:
+            log.info("schema migrated to version %d", applied[-1])
+        app = App(config, db, make_broker(config.broker, url, db.pool))
+        started.callback(app.close)
+        # What start-up made lives as long as the server: out of the collector's
+        # sight (gc.freeze), and young collections every 20,000 allocations rather
+        # than 700, so that a page of fifty messages does not trigger several.
+        gc.freeze()
+        gc.set_threshold(20_000, 20, 20)
+        try:
+            await app.broker.start(app.on_signal, app.push.catch_up_all)
+        except OSError as exc:
+            raise StartupError(f"cannot reach the broker {config.broker}: {exc.strerror or exc} (check --broker)") from None
+        started.push_async_callback(app.broker.close)
+        started.push_async_callback(app.push.close)
+        await app.load_clients()
+        if config.allow_any_client:
+            log.warning("--allow-any-client is set: unregistered client builds are accepted (development only)")
+        if config.config_file is not None:
+            log.info("settings read from %s", config.config_file)
+        for line in config.summary():
+            log.info("%s", line)
+        metrics = start_metrics(app)
+        if metrics is not None:
+            started.callback(metrics.close)
+        if tls is None:
+            log.warning("no TLS: passwords and tokens cross the network in clear (use --tls-cert/--tls-key)")
+        server = await loop.create_server(lambda: Connection(app), sock=sock, backlog=4096, ssl=tls)
+        await _run_until_stopped(app, server, stop, ready)
+        # Leaving the block stops, in reverse, what start-up started: metrics,
+        # push hub, broker, password threads, pool, the embedded PostgreSQL.
+    log.info("stopped")
 
-    tls = tls_context(config)
-    if tls is None:
-        log.warning("no TLS: passwords and tokens cross the network in clear (use --tls-cert/--tls-key)")
-    server = await loop.create_server(lambda: Connection(app), config.host, config.port, backlog=4096, ssl=tls)
+
+async def _run_until_stopped(
+    app: App, server: asyncio.Server, stop: asyncio.Event, ready: asyncio.Event | None
+) -> None:
+    """Serve until SIGINT/SIGTERM (or ``stop``), then drain: stop accepting,
+    let in-flight requests finish within ``--shutdown-timeout``, close them."""
+    config = app.config
+    loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         try:
             loop.add_signal_handler(sig, stop.set)
@@ -324,14 +490,104 @@ async def serve(config: Config, *, ready: asyncio.Event | None = None, stop: asy
         trimmer.cancel()
         refresher.cancel()
         await asyncio.gather(sweeper, trimmer, refresher, return_exceptions=True)
-        if metrics is not None:
-            metrics.close()
         await asyncio.gather(last_seen, return_exceptions=True)
         await _flush_last_seen(app)  # what the requests drained above did
-        await app.push.close()
-        await app.broker.close()
-        await db.close()
-        app.close()
-        if embedded is not None and embedded.started_here:
-            await asyncio.to_thread(embedded.stop)
-        log.info("stopped")
+
+
+async def check(config: Config, out: list[str]) -> bool:
+    """``python -m server --check``: the settings, the files they name, the
+    database (its schema version and pending migrations) and the SMTP server,
+    one line each in ``out``; True if all passed.  Nothing it starts stays
+    running: an embedded PostgreSQL it had to start is stopped again."""
+    ok = True
+
+    def report(passed: bool, what: str, detail: str) -> None:
+        nonlocal ok
+        ok = ok and passed
+        out.append(f"{'ok  ' if passed else 'FAIL'} {what}: {detail}")
+
+    source = f" (from {config.config_file})" if config.config_file else ""
+    report(True, "settings", f"valid{source}")
+    def tls() -> str:
+        return "off (no --tls-cert)" if tls_context(config) is None else f"{config.tls_cert} and its key load"
+
+    def clients() -> str:
+        if config.clients is None:
+            return "none registered at start (--clients not set)"
+        return f"{len(read_clients_file(config.clients))} client builds in {config.clients}"
+
+    def data_dir() -> str:
+        prepare_data_dir(config.data_dir)
+        return f"{config.data_dir.resolve()} is a usable directory"
+
+    steps: list[tuple[str, Callable[[], str]]] = [("tls", tls), ("clients", clients), ("data dir", data_dir)]
+    for what, step in steps:
+        try:
+            report(True, what, step())
+        except StartupError as exc:
+            report(False, what, str(exc))
+    try:
+        report(True, "database", await _check_database(config))
+    except StartupError as exc:
+        report(False, "database", str(exc))
+    try:
+        report(True, "smtp", await _check_smtp(config))
+    except StartupError as exc:
+        report(False, "smtp", str(exc))
+    return ok
+
+
+async def _check_database(config: Config) -> str:
+    embedded: EmbeddedPostgres | None = None
+    url = config.database_url
+    if url is None:
+        if config.data_dir.exists() and not config.data_dir.is_dir():
+            raise StartupError(f"data dir {config.data_dir} is a file, not a directory")
+        embedded = start_embedded(config, exclusive=False)
+        url = embedded.url
+    try:
+        db = await open_database(url, max_size=1, embedded=embedded)
+        try:
+            async with db.connection("check") as conn:
+                server_version = await conn.fetchval("SHOW server_version")
+                version = await current_version(conn)
+                missing = await pending(conn)
+        except asyncpg.PostgresError as exc:
+            raise StartupError(f"cannot read the schema version: {exc}") from None
+        finally:
+            await db.close()
+    finally:
+        if embedded is not None:
+            await stop_embedded(embedded)
+    where = f"embedded in {embedded.pgdata}" if embedded else describe_database(url)[0]
+    latest = available()[-1].version if available() else 0
+    todo = f"{len(missing)} migrations pending (applied at start)" if missing else "no migrations pending"
+    return f"PostgreSQL {server_version} ({where}), schema version {version} of {latest}, {todo}"
+
+
+async def _check_smtp(config: Config) -> str:
+    try:
+        target = SmtpTarget.from_config(config)
+    except ValueError as exc:
+        raise StartupError(str(exc)) from None
+    if target is None:
+        return f"not configured: mail goes to {config.data_dir / 'outbox'}"
+    where = f"{target.host}:{target.port}"
+    client = aiosmtplib.SMTP(
+        hostname=target.host, port=target.port, use_tls=target.implicit_tls, start_tls=target.starttls,
+        timeout=config.smtp_timeout,
+    )
+    try:
+        async with asyncio.timeout(config.smtp_timeout):
+            await client.connect()
+            if target.username and target.password:
+                await client.login(target.username, target.password)
+            await client.quit()
+    except aiosmtplib.SMTPAuthenticationError as exc:
+        raise StartupError(f"{where} refused the login of {target.username!r}: {exc.message}") from None
+    except (aiosmtplib.SMTPException, OSError) as exc:
+        cause = exc.__cause__ if isinstance(exc.__cause__, OSError) else exc
+        reason = getattr(cause, "strerror", None) or str(cause) or type(cause).__name__
+        raise StartupError(f"cannot reach the SMTP server {where}: {reason} (check --smtp-url)") from None
+    login = f", logged in as {target.username}" if target.username and target.password else ""
+    return f"{where} answered{login}"

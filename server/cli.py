@@ -1,16 +1,23 @@
 """Command line entry point: ``python -m server [flags]`` runs the server,
-``python -m server admin <command>`` runs an operator command (server/admin.py)."""
+``python -m server --check`` checks its settings and database and exits,
+``python -m server admin <command>`` runs an operator command (server/admin.py).
+
+A start that fails prints one line naming what failed, never a traceback
+(``--log-level DEBUG`` adds it, for a bug), and exits 1; a usage error exits 2."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import ssl
 import sys
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
+from typing import Any, TypeVar
 
-from .app import serve
-from .config import parse_args
+from .app import StartupError, check, serve
+from .config import parse_command_line
+
+log = logging.getLogger("sessia.server")
+T = TypeVar("T")
 
 
 def setup_logging(level: str) -> None:
@@ -21,6 +28,14 @@ def setup_logging(level: str) -> None:
     )
 
 
+def run(coro: Coroutine[Any, Any, T]) -> T:
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency on POSIX
+        return asyncio.run(coro)
+    return uvloop.run(coro)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["admin"]:
@@ -28,19 +43,29 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         logging.basicConfig(stream=sys.stderr, level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
         return admin.main(argv[1:])
-    config = parse_args(argv)
+    config, check_only = parse_command_line(argv)
+    if check_only:
+        # Only warnings from the parts it touches: the check's own lines are the report.
+        setup_logging("WARNING" if config.log_level in ("DEBUG", "INFO") else config.log_level)
+        lines: list[str] = []
+        try:
+            passed = run(check(config, lines))
+        except Exception as exc:  # a bug in a check: still one line
+            log.debug("check failed", exc_info=True)
+            lines.append(f"FAIL check: {type(exc).__name__}: {exc}")
+            passed = False
+        print("\n".join(lines), flush=True)
+        return 0 if passed else 1
     setup_logging(config.log_level)
     try:
-        import uvloop
-    except ImportError:  # pragma: no cover - uvloop is a dependency on POSIX
-        runner = asyncio.run
-    else:
-        runner = uvloop.run
-    try:
-        runner(serve(config))
+        run(serve(config))
     except KeyboardInterrupt:
         pass
-    except (OSError, ValueError, ssl.SSLError) as exc:
-        logging.getLogger("sessia.server").error("cannot start: %s", exc)
+    except StartupError as exc:
+        log.error("cannot start: %s", exc)
+        return 1
+    except Exception as exc:
+        # Not foreseen by a StartupError: still one line; the traceback only when debugging.
+        log.error("cannot start: %s: %s", type(exc).__name__, exc, exc_info=log.isEnabledFor(logging.DEBUG))
         return 1
     return 0

@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import argparse
 import os
+import textwrap
 import tomllib
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from .ratelimit import Rate, rate_arg
 
@@ -102,6 +103,29 @@ class Config:
         """A Media frame holds the bytes base64-encoded (JSON) plus the sessia."""
         return self.max_media_size * 4 // 3 + 64 * 1024
 
+    def summary(self) -> list[str]:
+        """The start-up log's account of the settings: what an operator checks
+        first (where it listens, which database, mail, broker), then only the
+        settings that differ from their defaults; secrets masked."""
+        default = Config()
+        shown = self.redacted()
+        database = shown["database_url"] or f"embedded PostgreSQL in {self.data_dir / 'postgres'}"
+        lines = [
+            f"listening address {self.host}:{self.port}, data dir {self.data_dir},"
+            f" TLS {'on' if self.tls_cert else 'off'}",
+            f"database: {database}",
+            f"mail: {shown['smtp_url'] or 'outbox ' + str(self.data_dir / 'outbox')};"
+            f" broker: {shown['broker'] or 'postgres (LISTEN/NOTIFY)'}",
+        ]
+        ignored = {"host", "port", "data_dir", "database_url", "smtp_url", "broker", "config_file", "tls_cert"}
+        changed = [
+            f"{f.name}={shown[f.name]}"
+            for f in fields(self)
+            if f.name not in ignored and getattr(self, f.name) != getattr(default, f.name)
+        ]
+        lines.append("settings not at their default: " + (", ".join(changed) if changed else "none"))
+        return ["configuration: " + line for line in lines]
+
     def redacted(self) -> dict[str, Any]:
         """The effective settings for the start-up log, with secrets hidden."""
         out: dict[str, Any] = {}
@@ -111,7 +135,7 @@ class Config:
                 value = _redact_url(value)
             elif f.name == "smtp_password" and value:
                 value = "***"
-            out[f.name] = str(value) if isinstance(value, Path) else value
+            out[f.name] = str(value) if isinstance(value, Path | Rate) else value
         return out
 
 
@@ -129,6 +153,7 @@ def _env(name: str) -> str | None:
 
 
 _TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off")
 
 
 def apply_environment(parser: argparse.ArgumentParser) -> None:
@@ -142,19 +167,58 @@ def apply_environment(parser: argparse.ArgumentParser) -> None:
             if value is None:
                 continue
             if action.nargs == 0:  # a switch: SESSIA_ALLOW_ANY_CLIENT=1
-                action.default = action.const if value.strip().lower() in _TRUE else not action.const
+                word = value.strip().lower()
+                if word not in _TRUE + _FALSE:
+                    parser.error(
+                        f"SESSIA_{opt[2:].upper().replace('-', '_')}={value!r}: expected one of"
+                        f" {', '.join(_TRUE)} (on) or {', '.join(_FALSE)} (off)"
+                    )
+                action.default = action.const if word in _TRUE else not action.const
             else:
                 action.default = value
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is the one line that matters (and where to
+    read more), not the whole usage before it."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+class HelpFormatter(argparse.HelpFormatter):
+    """Every flag with a default shows it, whether or not its help says so."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        if (
+            "%(default)" not in text
+            and action.nargs != 0
+            and action.default not in (None, argparse.SUPPRESS)
+            and action.option_strings
+        ):
+            text += " (default %(default)s)"
+        return text
+
+
+EPILOG = """operator commands:
+  python -m server admin COMMAND   create-user, reset-password, revoke-sessions,
+                                   clients list|add|remove, schema, migrate, stats
+                                   (python -m server admin --help)
+  python -m server --check         check settings, database and SMTP, then exit
+
+docs/operations.md describes every setting."""
+
+
 def build_parser(*, add_help: bool = True) -> argparse.ArgumentParser:
     d = Config()
-    p = argparse.ArgumentParser(
+    p = Parser(
         prog="python -m server",
         description="sessia messaging server. Every flag can also be set by a SESSIA_* environment variable"
         " or a key of the --config file (flag > environment > file > default).",
         add_help=add_help,
         allow_abbrev=False,
+        formatter_class=HelpFormatter,
     )
     p.add_argument("--config", dest="config_file", type=Path, default=_env("config"),
                    help="TOML file of settings: keys are flag names (see docs/operations.md)")
@@ -380,6 +444,22 @@ def _smtp_url(value: str) -> str:
 
 
 def parse_args(argv: Sequence[str] | None = None) -> Config:
+    return parse_command_line(argv)[0]
+
+
+def parse_command_line(argv: Sequence[str] | None = None) -> tuple[Config, bool]:
+    """The server's settings, and whether ``--check`` asks only to check them."""
     parser = build_parser()
+    parser.epilog = EPILOG
+    parser.description = textwrap.fill(parser.description or "", 79)
+    parser.formatter_class = _EpilogFormatter
+    parser.add_argument("--check", action="store_true",
+                        help="check the settings, the database and the SMTP server, print one line per check,"
+                        " exit 0 if all passed and 1 otherwise; starts nothing that stays running")
     prepare_parser(parser, argv)
-    return config_from_namespace(parser.parse_args(argv))
+    ns = parser.parse_args(argv)
+    return config_from_namespace(ns), bool(ns.check)
+
+
+class _EpilogFormatter(HelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Keeps the epilog's lines as written."""

@@ -110,10 +110,12 @@ def test_redacted_hides_secrets() -> None:
 def test_server_logs_effective_settings_from_file(start_server, tmp_path: Path) -> None:
     path = toml(tmp_path, "idle-timeout = 77\nsmtp-password = 'hunter2'\nmax_inflight = 9\n")
     server: ServerProcess = start_server("--config", str(path))
-    line = next(line for line in server.log if "configuration: " in line)
-    assert "'idle_timeout': 77.0" in line
-    assert "'max_inflight': 9" in line
-    assert "'smtp_password': '***'" in line
+    lines = [line for line in server.log if "configuration: " in line]
+    assert len(lines) == 4 and all(len(line) < 400 for line in lines)
+    assert any("database: postgresql://postgres@/sessia_test_" in line for line in lines)
+    changed = next(line for line in lines if "settings not at their default: " in line)
+    assert "idle_timeout=77.0" in changed and "max_inflight=9" in changed and "smtp_password=***" in changed
+    assert "None" not in "\n".join(lines)
     assert "hunter2" not in "\n".join(server.log)
     assert any(f"settings read from {path}" in line for line in server.log)
 
