@@ -35,10 +35,12 @@ from client_sdk import (  # noqa: E402
     ConnectionClosed,
     DialogItem,
     MessageItem,
+    NotFound,
     RequestTimeout,
     SessiaError,
     Unauthorized,
     Unavailable,
+    Unprocessable,
 )
 from protocol.events import NewMessage  # noqa: E402
 
@@ -193,23 +195,14 @@ class Chat:
         self.names.update((d.key, d.name or "(no name)") for d in self.listed)
 
     async def find_user(self, who: str) -> int | None:
-        """A user id from a login.  The API has no look-up by login, so the
-        chat looks among the people it can see: my dialogs' members, my
-        friends and friend requests, by nickname (which is the login until
-        its owner changes it).  A number is taken as a user id."""
+        """A user id from a login (``GetUser`` by login; any letter case), or
+        a number taken as a user id; None if there is no such user."""
         if who.isdigit():
             return int(who)
-        wanted = who.casefold()
-        people = [u.id for u in await self.client.friends(take=100)]
-        people += [u.id for u in await self.client.incoming_requests(take=100)]
-        people += [u.id for u in await self.client.outgoing_requests(take=100)]
-        await self.refresh()
-        for d in self.listed:
-            people += await self.client.dialog_members(d.key)
-        for user_id in dict.fromkeys(people):
-            if (await self.nick(user_id)).casefold() == wanted:
-                return user_id
-        return None
+        try:
+            return (await self.client.find_user(who)).id
+        except (NotFound, Unprocessable):
+            return None
 
     async def command(self, line: str) -> bool:
         """Run one input line; False to quit."""
@@ -237,8 +230,7 @@ class Chat:
         elif word == "/new" and arg:
             other = await self.find_user(arg)
             if other is None:
-                say(f"no user {arg!r} among the people you share a dialog or a friendship with: "
-                    "ask them for their user id (their chat shows it at start, and /me) and type /new ID")
+                say(f"no user with the login {arg!r}")
                 return True
             name = f"{await self.nick(self.client.user_id)} & {await self.nick(other)}"
             key = await self.client.create_dialog(name, members=[other])

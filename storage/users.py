@@ -103,6 +103,13 @@ async def find_for_login(db: Database, email_or_login: str) -> User | None:
     )
 
 
+async def find_by_login(db: Database, login: str) -> User | None:
+    """The account whose login is ``login`` (by identity key: any letter case)."""
+    return _user(await db.fetchrow(
+        "users.find_by_login", f"SELECT {_COLUMNS} FROM users WHERE login_key = $1", identity_key(login)
+    ))
+
+
 async def set_password_hash(db: Database, user_id: int, password_hash: str) -> None:
     sql = "UPDATE users SET password_hash = $2, updated_at = now() WHERE id = $1"
     await db.execute("users.set_password", sql, user_id, password_hash)

@@ -112,13 +112,13 @@ def test_two_chats_with_one_command_are_two_users_and_talk(server, tmp_path):
         terminals.append(bob)
         bob.expect(rf"continue as {alice_login}\? \[Y/n\] ")
         bob.type("n")
-        bob_id = bob.register(bob_login)
+        bob.register(bob_login)
         dialog = f"{alice_login} & {bob_login}"
 
-        # A login that the chat cannot resolve says what to do instead.
+        # A login that nobody has is said so; a newcomer's login just works.
+        alice.type("/new nobody-has-this-login")
+        alice.expect("no user with the login 'nobody-has-this-login'")
         alice.type(f"/new {bob_login}")
-        alice.expect("ask them for their user id")
-        alice.type(f"/new {bob_id}")
         alice.expect(f"--- {dialog} ---")
         alice.type("hello bob, it is alice")
         # Bob has no dialog open: the message shows live, with its dialog's name...
@@ -128,7 +128,7 @@ def test_two_chats_with_one_command_are_two_users_and_talk(server, tmp_path):
         bob.expect(rf"\(sent to \[{dialog}\], the dialog of the last message")
         alice.expect(rf"\n\d\d:\d\d {bob_login}: hi alice")  # open dialog: no prefix
 
-        # Now they share a dialog, Bob finds Alice by her login.
+        # Logins are found in any letter case.
         bob.type(f"/new {alice_login.upper()}")
         bob.expect(f"--- {bob_login} & {alice_login} ---")
         bob.type("/dialogs")

@@ -10,6 +10,7 @@ from client_sdk import (
     Conflict,
     Forbidden,
     NotFound,
+    TooManyRequests,
     Unauthorized,
     Unavailable,
     Unprocessable,
@@ -51,6 +52,42 @@ async def test_get_user_answers_the_public_profile(user):
 async def test_get_user_refusals(user, body, status):
     alice = await user()
     assert (await alice.call("GetUser", body))["Status"] == status
+
+
+async def test_get_user_by_login_finds_a_newcomer_in_any_letter_case(user):
+    alice, bob = await user(), await user()
+    found = await bob.find_user(alice.login_name.upper())
+    assert found == UserItem(id=alice.user_id, nickname=alice.login_name, photo=None)
+    # The same answer as by id: the login itself is not given back.
+    assert await bob.call("GetUser", {"login": alice.login_name}) == await bob.call("GetUser", {"id": alice.user_id})
+    with pytest.raises(NotFound, match="no such user"):
+        await bob.find_user(unique("nobody"))
+
+
+@pytest.mark.parametrize(
+    ("body", "status"),
+    [
+        ({"id": 1, "login": "someone"}, {"code": 400, "message": "id and login: send one of them"}),
+        ({"login": "a b"}, {"code": 422, "message": "login: 3 to 32 letters, digits, '_', '.' or '-'"}),
+        ({"login": "x" * 65}, {"code": 422, "message": "login: longer than 64 characters"}),
+        ({"login": ["alice"]}, {"code": 400, "message": "login: must be a string"}),
+    ],
+)
+async def test_get_user_by_login_refusals(user, body, status):
+    alice = await user()
+    assert (await alice.call("GetUser", body))["Status"] == status
+
+
+async def test_lookups_by_login_spend_the_search_budget(start_server, connect):
+    server = start_server("--rate-search", "3/60")
+    alice = await connect(target=server)
+    login = unique()
+    await alice.register(login, f"{login}@example.org", "correct horse battery")
+    for _ in range(3):
+        await alice.find_user(login)
+    with pytest.raises(TooManyRequests):
+        await alice.find_user(login)
+    assert (await alice.get_user(alice.user_id)).id == alice.user_id  # by id: not a search
 
 
 async def test_change_nickname(user):

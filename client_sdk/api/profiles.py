@@ -31,6 +31,12 @@ class ProfilesAPI(ClientBase):
         answer = await self.request(R.GET_USER, {"id": user_id})
         return UserItem.from_wire(answer)
 
+    async def find_user(self, login: str) -> UserItem:
+        """The user whose login is ``login`` (any letter case); ``NotFound`` if
+        there is none.  Lookups spend the account's search budget."""
+        answer = await self.request(R.GET_USER, {"login": login})
+        return UserItem.from_wire(answer)
+
     async def change_user(
         self,
         *,

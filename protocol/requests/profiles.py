@@ -8,12 +8,14 @@ from dataclasses import dataclass
 
 from ..fields import Fields
 from ..status import BadRequest, Unprocessable
-from .accounts import MAX_PASSWORD_LENGTH, MIN_PASSWORD_LENGTH, check_email, check_password
+from .accounts import MAX_PASSWORD_LENGTH, MIN_PASSWORD_LENGTH, check_email, check_login, check_password
 
 MAX_NICKNAME_LENGTH = 64
 MAX_MEDIA_KEY_LENGTH = 128
 MAX_EMAIL_LENGTH = 320
 MAX_USER_ID = 2**63 - 1
+#: Longer than any login (3 to 32 characters), so the format check names the problem.
+MAX_LOGIN_FIELD = 64
 CODE_RE = re.compile(r"^[0-9]{6}$")
 #: Extensions a profile photo may have (a ``Media`` upload of another type is refused).
 IMAGE_EXTENSIONS = frozenset({"png", "jpg", "jpeg", "gif", "webp", "bmp"})
@@ -73,11 +75,20 @@ class Email:
 
 @dataclass(frozen=True, slots=True)
 class GetUser:
-    id: int
+    """``id`` (the original's field), or ``login`` (beyond the original: how
+    people name each other), exactly one of them."""
+
+    id: int | None
+    login: str | None = None
 
     @classmethod
     def parse(cls, body: Fields) -> GetUser:
-        return cls(id=body.int("id", minimum=1, maximum=MAX_USER_ID))
+        login = body.str("login", required=False, max_len=MAX_LOGIN_FIELD)
+        if login is None:
+            return cls(id=body.int("id", minimum=1, maximum=MAX_USER_ID))
+        if body.has("id"):
+            raise BadRequest("id and login: send one of them")
+        return cls(id=None, login=check_login(login.strip(), "login"))
 
 
 @dataclass(frozen=True, slots=True)

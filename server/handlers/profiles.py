@@ -64,7 +64,14 @@ async def email(call: Call) -> dict[str, Any]:
 @route(GET_USER)
 async def get_user(call: Call) -> dict[str, Any]:
     req = GetUser.parse(call.body)
-    user = await users.get_user(call.app.db, req.id)
+    if req.login is not None:
+        # A lookup by name can probe which logins exist: it spends the
+        # account's search budget (--rate-search), as Search does.
+        call.app.limits.search.check(call.user_id)
+        user = await users.find_by_login(call.app.db, req.login)
+    else:
+        assert req.id is not None  # parse requires one of the two
+        user = await users.get_user(call.app.db, req.id)
     if user is None:
         raise NotFound("no such user")
     return ok("user profile", **UserItem(id=user.id, nickname=user.nickname, photo=user.photo_key).to_wire())
