@@ -43,6 +43,7 @@ from .config import Config
 from .connection import Connection
 from .dispatch import Dispatcher
 from .group_commit import MessageWriter
+from .history_cache import PageCache
 from .mail import Mailer, SmtpTarget
 from .metrics import MetricsServer, Timings
 from .passwords import Passwords
@@ -83,7 +84,8 @@ class App:
         self.connections_per_ip: dict[str, int] = {}
         self.limits = Limits(config)
         self.broker = broker or LocalBroker()
-        self.push = PushHub(db, self.broker, buffer_limit=config.push_buffer_limit)
+        self.push = PushHub(db, self.broker, buffer_limit=config.push_buffer_limit,
+                            pages=PageCache(config.history_cache_dialogs))
         self.changes = Changes(db, self.push)
         self.message_writer = MessageWriter(db, deliver=self.push.deliver)
         self.mailer = Mailer(config)

@@ -27,6 +27,9 @@ from protocol.events import (
     KINDS,
     MEMBER_KICKED,
     MEMBERS_ADDED,
+    MESSAGE_DELETED,
+    MESSAGE_EDITED,
+    NEW_MESSAGE,
     PUSH_EVENT,
     PUSH_RESYNC,
     PUSH_TYPING,
@@ -39,6 +42,7 @@ from storage import event_log
 from storage.db import Database
 
 from .broker import Broker, chunk_items
+from .history_cache import PageCache
 from .sessions import Revocation
 
 if TYPE_CHECKING:
@@ -151,6 +155,15 @@ def signals_of(rows: list[event_log.EventRow]) -> list[str]:
     return items
 
 
+#: The event kinds that change what a dialog's history shows.
+_HISTORY_KINDS = frozenset((NEW_MESSAGE, MESSAGE_EDITED, MESSAGE_DELETED))
+
+
+def messages_changed(rows: list[event_log.EventRow]) -> set[int]:
+    """The dialogs whose messages these committed events changed."""
+    return {r.dialog_id for r in rows if r.dialog_id is not None and r.kind in _HISTORY_KINDS}
+
+
 def _shown_page(page: event_log.EventPage) -> event_log.EventPage:
     return page._replace(rows=[r for r in map(shown, page.rows) if r is not None])
 
@@ -174,10 +187,14 @@ class _Encoded:
 
 
 class PushHub:
-    def __init__(self, db: Database, broker: Broker, *, buffer_limit: int = 1 << 20) -> None:
+    def __init__(self, db: Database, broker: Broker, *, buffer_limit: int = 1 << 20,
+                 pages: PageCache | None = None) -> None:
         self.db = db
         self.broker = broker
         self.buffer_limit = buffer_limit
+        #: the newest pages kept in memory, told of every change to a dialog's
+        #: messages here and on the other nodes (server/history_cache.py)
+        self.pages = pages or PageCache(0)
         self._by_user: dict[int, set[Subscription]] = {}
         self._by_conn: dict[Connection, Subscription] = {}
         self._signals: list[str] = []
@@ -269,6 +286,11 @@ class PushHub:
             if not self._outbox:
                 asyncio.get_running_loop().call_soon(self._deliver_now)
             self._outbox.extend(rows)
+            # At once, not on the next iteration: a read that starts after
+            # the commit must not be served the page from before it.
+            for dialog_id in messages_changed(rows):
+                self.pages.changed(dialog_id)
+                self._signals.append(f"h{dialog_id}")
 
     def _deliver_now(self) -> None:
         rows, self._outbox = self._outbox, []
@@ -302,6 +324,9 @@ class PushHub:
             if item.startswith("d"):
                 dialogs.append(int(item[1:]))
                 continue
+            if item.startswith("h"):
+                self.pages.changed(int(item[1:]))
+                continue
             user, _, seq = item.partition(":")
             subs = self._by_user.get(int(user))
             if not subs:
@@ -326,7 +351,9 @@ class PushHub:
 
 
     async def catch_up_all(self) -> None:
-        """After a broker reconnect signals may have been missed: re-read the log."""
+        """After a broker reconnect signals may have been missed: re-read the
+        log, and forget every page kept in memory."""
+        self.pages.clear()
         for sub in list(self._by_conn.values()):
             self._start_catch_up(sub)
 

@@ -420,6 +420,22 @@ async def reader(db: Database, key: str, user_id: int) -> Reader | None:
     return Reader(row["id"], row["mine"], row["others"]) if row else None
 
 
+#: ``READER_SQL`` plus whether the member has hidden any message of the dialog
+#: (one index probe): a page shared by every member is exact for those who
+#: have not.
+READER_HIDES_SQL = f"""
+SELECT r.id, r.mine, r.others,
+       EXISTS (SELECT 1 FROM message_hidden h WHERE h.dialog_id = r.id AND h.user_id = $2) AS hides
+FROM ({READER_SQL}) AS r
+"""
+
+
+async def reader_with_hides(db: Database, key: str, user_id: int) -> tuple[Reader, bool] | None:
+    """``reader``, and whether the member has hidden messages in the dialog."""
+    row = await db.fetchrow("dialogs.reader_with_hides", READER_HIDES_SQL, key, user_id)
+    return (Reader(row["id"], row["mine"], row["others"]), row["hides"]) if row else None
+
+
 async def my_dialogs(db: Database, user_id: int, *, since: datetime | None, take: int, skip: int) -> list[DialogItem]:
     if since is None:
         rows = await db.fetch("dialogs.mine", MY_DIALOGS_SQL, user_id, take, skip)

@@ -513,6 +513,22 @@ async def newest_page(
     return [MessageRow._make(r) for r in rows]
 
 
+#: $1 dialog id, $2 take: the newest messages as every member sees them (no
+#: one's hidden messages left out, no read marks): the page the server keeps
+#: in memory (server/history_cache.py).
+SHARED_NEWEST_SQL = _with_media(
+    "SELECT * FROM messages m WHERE m.dialog_id = $1 AND m.deleted_at IS NULL ORDER BY m.id DESC LIMIT $2",
+    "DESC",
+)
+
+
+async def shared_newest(db: Database, dialog_id: int, take: int) -> list[MessageRow]:
+    """The newest ``take`` messages of a dialog, newest first, for any member
+    who has hidden none of them (``read`` None: the reader's marks decide it)."""
+    rows = await db.fetch("messages.shared_newest", SHARED_NEWEST_SQL, dialog_id, take)
+    return [MessageRow._make(r) for r in rows]
+
+
 #: $1 reader, $2 message key: a message the reader can see, in any of their dialogs.
 FIND_VISIBLE_SQL = _with_media(
     "SELECT m.* FROM messages m JOIN dialog_members dm ON dm.dialog_id = m.dialog_id AND dm.user_id = $1"

@@ -31,6 +31,7 @@ from storage import messages as message_store
 from storage.messages import MessageRow
 
 from ..changes import Change
+from ..history_cache import PAGE
 from ..routes import Call, route
 from .dialogs import DIALOG_NOT_FOUND, member_of
 
@@ -186,7 +187,12 @@ async def get_messages(call: Call) -> dict[str, Any]:
 
 async def _messages(call: Call, req: GetMessages) -> dict[str, Any]:
     page = req.page
-    if req.msgkey is None and page.since is None:  # the hot read: one statement
+    if req.msgkey is None and page.since is None:  # the hot read
+        pages = call.app.push.pages
+        if pages.enabled and page.skip == 0 and page.take <= PAGE:
+            shared = await _shared_newest(call, req.dialog, page.take)
+            if shared is not None:
+                return ok("List formed", Msg=shared)
         found = await message_store.newest_page(call.app.db, req.dialog, call.user_id, take=page.take, skip=page.skip)
         if found is None:
             raise NotFound(DIALOG_NOT_FOUND)
@@ -208,6 +214,32 @@ async def _messages(call: Call, req: GetMessages) -> dict[str, Any]:
     mine, others, me = reader.mine, reader.others, call.user_id
     out = [message_out(m, m.id <= (others if m.author_id == me else mine)) for m in rows]
     return ok("Message found" if req.msgkey is not None else "List formed", Msg=out)
+
+
+async def _shared_newest(call: Call, dialog: str, take: int) -> list[dict[str, Any]] | None:
+    """The newest page from the page every member shares (server/history_cache.py),
+    with this reader's read marks; None for a reader who has hidden messages in
+    the dialog (the database answers them, leaving those out)."""
+    found = await dialog_store.reader_with_hides(call.app.db, dialog, call.user_id)
+    if found is None:
+        raise NotFound(DIALOG_NOT_FOUND)
+    reader, hides = found
+    if hides:
+        return None
+    pages = call.app.push.pages
+    rows = pages.get(reader.dialog_id)
+    if rows is None:
+        version = pages.version(reader.dialog_id)
+        rows = await message_store.shared_newest(call.app.db, reader.dialog_id, PAGE)
+        pages.put(reader.dialog_id, version, rows)
+    me, mine, others = call.user_id, reader.mine, reader.others
+    wire = MessageItem.wire
+    return [
+        wire(key, author_id, created_at, content, updated_at, deleted_at, forwarded_key, important, media, positions,
+             message_id <= (others if author_id == me else mine))
+        for message_id, key, author_id, content, created_at, updated_at, deleted_at, forwarded_key, important, media,
+        positions, _ in rows[:take]
+    ]
 
 
 def page_out(rows: Sequence[message_store.MessageRow]) -> list[dict[str, Any]]:
