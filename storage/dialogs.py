@@ -394,8 +394,9 @@ async def mark_read(db: Database, dialog_id: int, user_id: int, message_key: str
 #: $1 dialog key, $2 reader: membership and read marks in one round trip.
 READER_SQL = """
 SELECT d.id, dm.last_read_message_id AS mine,
-       coalesce((SELECT max(o.last_read_message_id) FROM dialog_members o
-                 WHERE o.dialog_id = d.id AND o.user_id <> $2), 0) AS others
+       coalesce((SELECT o.last_read_message_id FROM dialog_members o
+                 WHERE o.dialog_id = d.id AND o.user_id <> $2
+                 ORDER BY o.last_read_message_id DESC LIMIT 1), 0) AS others
 FROM dialogs d
 JOIN dialog_members dm ON dm.dialog_id = d.id AND dm.user_id = $2
 WHERE d.key = $1
