@@ -85,7 +85,7 @@ class App:
         self.limits = Limits(config)
         self.broker = broker or LocalBroker()
         self.push = PushHub(db, self.broker, buffer_limit=config.push_buffer_limit,
-                            pages=PageCache(config.history_cache_dialogs))
+                            pages=PageCache(int(config.history_cache_mib * (1 << 20))))
         self.changes = Changes(db, self.push)
         self.message_writer = MessageWriter(db, deliver=self.push.deliver)
         self.mailer = Mailer(config)

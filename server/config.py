@@ -54,7 +54,7 @@ class Config:
     # queues in the hash pool instead of slowing every other request.
     hash_threads: int = field(default_factory=lambda: max(1, (os.cpu_count() or 2) - 1))
     session_cache_size: int = 200_000
-    history_cache_dialogs: int = 1_000
+    history_cache_mib: float = 64.0
     durable: bool = True
     # mail: without smtp_url, messages are written to <data_dir>/outbox/*.eml
     smtp_url: str | None = None
@@ -259,8 +259,8 @@ def build_parser(*, add_help: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--session-cache-size", type=int,
                    default=d.session_cache_size,
                    help="sessions kept in memory; beyond it the oldest are re-read when used (default %(default)s)")
-    p.add_argument("--history-cache-dialogs", type=int, default=d.history_cache_dialogs,
-                   help="dialogs whose newest page of messages is kept in memory; 0: none (default %(default)s)")
+    p.add_argument("--history-cache-mib", type=float, default=d.history_cache_mib,
+                   help="MiB of memory for the newest pages of recently read dialogs; 0: none (default %(default)s)")
     p.add_argument("--shutdown-timeout", type=float,
                    default=d.shutdown_timeout,
                    help="seconds in-flight requests get to finish at shutdown (default %(default)s)")

@@ -33,17 +33,25 @@ from storage.messages import MessageRow
 PAGE = 50
 
 
+def page_bytes(rows: list[MessageRow]) -> int:
+    """About what a kept page holds in memory: a row's fixed part, its text
+    (up to 4 bytes a character in a Python string) and its media keys."""
+    return sum(400 + 4 * len(r.content) + 80 * len(r.media) for r in rows)
+
+
 class PageCache:
-    """Newest pages by dialog id, least recently read dropped first.
+    """Newest pages by dialog id, at most ``max_bytes`` of them (about),
+    least recently read dropped first.
 
     Versions come from one clock: a dialog's version is the clock at its last
     change, or ``_floor`` (the clock when versions were last forgotten) if
     none is remembered; so a read that began before any forgotten change
     holds an older number and its page is not kept."""
 
-    def __init__(self, max_dialogs: int) -> None:
-        self.max_dialogs = max_dialogs
-        self._pages: OrderedDict[int, list[MessageRow]] = OrderedDict()
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self.bytes = 0
+        self._pages: OrderedDict[int, tuple[list[MessageRow], int]] = OrderedDict()
         self._versions: dict[int, int] = {}
         self._clock = 0
         self._floor = 0
@@ -52,16 +60,20 @@ class PageCache:
 
     @property
     def enabled(self) -> bool:
-        return self.max_dialogs > 0
+        return self.max_bytes > 0
+
+    @property
+    def dialogs(self) -> int:
+        return len(self._pages)
 
     def get(self, dialog_id: int) -> list[MessageRow] | None:
-        rows = self._pages.get(dialog_id)
-        if rows is None:
+        kept = self._pages.get(dialog_id)
+        if kept is None:
             self.misses += 1
             return None
         self._pages.move_to_end(dialog_id)
         self.hits += 1
-        return rows
+        return kept[0]
 
     def version(self, dialog_id: int) -> int:
         """Take before reading the page from the database; give to ``put``."""
@@ -70,19 +82,27 @@ class PageCache:
     def put(self, dialog_id: int, version: int, rows: list[MessageRow]) -> None:
         if not self.enabled or self.version(dialog_id) != version:
             return  # the dialog changed while its page was read
-        self._pages[dialog_id] = rows
-        self._pages.move_to_end(dialog_id)
-        while len(self._pages) > self.max_dialogs:
-            self._pages.popitem(last=False)
+        size = page_bytes(rows)
+        self._drop(dialog_id)
+        self._pages[dialog_id] = (rows, size)
+        self.bytes += size
+        while self.bytes > self.max_bytes and self._pages:
+            _, (_, dropped) = self._pages.popitem(last=False)
+            self.bytes -= dropped
+
+    def _drop(self, dialog_id: int) -> None:
+        kept = self._pages.pop(dialog_id, None)
+        if kept is not None:
+            self.bytes -= kept[1]
 
     def changed(self, dialog_id: int) -> None:
         """A message of the dialog changed (committed): its page is stale."""
         if not self.enabled:
             return
-        self._pages.pop(dialog_id, None)
+        self._drop(dialog_id)
         self._clock += 1
         self._versions[dialog_id] = self._clock
-        if len(self._versions) > 4 * self.max_dialogs:  # forget the changes of dialogs nobody reads
+        if len(self._versions) > 4 * len(self._pages) + 1000:  # forget the changes of dialogs nobody reads
             self._floor = self._clock
             self._versions = {d: self._versions[d] for d in self._pages if d in self._versions}
 
@@ -92,3 +112,4 @@ class PageCache:
         self._floor = self._clock
         self._versions.clear()
         self._pages.clear()
+        self.bytes = 0

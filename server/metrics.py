@@ -138,6 +138,12 @@ class SessiaCollector(Collector):
         yield _gauge("sessia_sessions_cached", "Authenticated sessions held in the in-memory cache", len(app.sessions))
         yield _gauge("sessia_push_subscriptions", "Connections subscribed to push events", app.push.subscriptions)
         yield CounterMetricFamily("sessia_push_events", "Events pushed to subscribed connections", value=app.push.pushed)
+        pages = app.push.pages
+        yield _gauge("sessia_history_cache_bytes", "Memory of the newest pages kept (about; --history-cache-mib)",
+                     pages.bytes)
+        yield CounterMetricFamily("sessia_history_cache_hits", "Newest pages served from memory", value=pages.hits)
+        yield CounterMetricFamily("sessia_history_cache_misses", "Newest pages read from the database",
+                                  value=pages.misses)
         pool = app.db.pool
         yield _gauge("sessia_db_pool_size", "Open connections in the database pool", pool.get_size())
         yield _gauge("sessia_db_pool_in_use", "Pool connections lent out right now", pool.get_size() - pool.get_idle_size())

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 
 import client_sdk
 from protocol.events import MessageEdited
-from server.history_cache import PageCache
+from server.history_cache import PageCache, page_bytes
 from storage.messages import MessageRow
 
 from .conftest import unique
@@ -103,7 +103,7 @@ def row(i: int) -> MessageRow:
 
 
 def test_a_page_read_while_its_dialog_changed_is_not_kept() -> None:
-    pages = PageCache(2)
+    pages = PageCache(1 << 20)
     version = pages.version(7)
     pages.changed(7)  # a commit landed while the page was being read
     pages.put(7, version, [row(1)])
@@ -115,9 +115,10 @@ def test_a_page_read_while_its_dialog_changed_is_not_kept() -> None:
 
 
 def test_forgotten_versions_and_a_clear_still_refuse_a_stale_page() -> None:
-    pages = PageCache(1)
+    one_page = page_bytes([row(1)])
+    pages = PageCache(one_page + one_page // 2)  # room for one page of one message
     old = pages.version(5)
-    for dialog in range(10):  # more changes than it remembers: versions are forgotten
+    for dialog in range(2000):  # more changes than it remembers: versions are forgotten
         pages.changed(dialog)
     pages.put(5, old, [row(1)])  # began before dialog 5's change: refused
     assert pages.get(5) is None
@@ -128,3 +129,14 @@ def test_forgotten_versions_and_a_clear_still_refuse_a_stale_page() -> None:
     pages.put(9, pages.version(9), [row(3)])
     pages.put(8, pages.version(8), [row(4)])  # one dialog kept: the least recently read goes
     assert pages.get(9) is None and pages.get(8) == [row(4)]
+    assert pages.bytes == one_page
+
+
+def test_kept_pages_stay_within_their_memory() -> None:
+    big = [MessageRow(i, f"k{i}", 1, "x" * 4096, WHEN, None, None, None, False, ("m" * 32,) * 32, tuple(range(32)))
+           for i in range(50)]
+    pages = PageCache(4 << 20)
+    for dialog in range(100):
+        pages.put(dialog, pages.version(dialog), big)
+    assert pages.bytes <= 4 << 20 and pages.dialogs == (4 << 20) // page_bytes(big)
+    assert pages.get(99) is big and pages.get(0) is None  # the least recently read went first
