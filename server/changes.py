@@ -27,6 +27,7 @@ to the members connected now and forgets them.
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING
 
@@ -38,6 +39,9 @@ from storage.db import Database, Transaction
 if TYPE_CHECKING:
     from .connection import Connection
     from .push import PushHub
+
+
+log = logging.getLogger("sessia.changes")
 
 
 class Change:
@@ -72,10 +76,18 @@ class Change:
         self._after.append(step)
 
     async def committed(self, push: PushHub) -> None:
-        """The transaction has committed: push what it logged, run the steps."""
-        push.deliver(self.logged)
+        """The transaction has committed: push what it logged, run the steps.
+        The change is a fact now: a step that fails is logged, and neither
+        stops the others nor turns the committed request into an error."""
+        try:
+            push.deliver(self.logged)
+        except Exception:
+            log.exception("could not hand %d committed events to the push hub", len(self.logged))
         for step in self._after:
-            await step()
+            try:
+                await step()
+            except Exception:
+                log.exception("a step after a commit failed")
 
 
 class Changes:

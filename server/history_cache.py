@@ -17,6 +17,9 @@ Exactness rests on two rules:
 - A page read from the database is kept only if no change of its dialog was
   seen since the read began (``version``): a read that raced a commit is
   served, but never kept.
+- A page is kept at most ``MAX_AGE`` seconds, so a signal lost on its way
+  from another node (the broker's publish failed) delays a change, never
+  hides it.
 
 Between a commit on one node and its signal reaching another, that other
 node may still serve the page before the change, as it would have if the
@@ -25,12 +28,16 @@ request had arrived a moment earlier.
 
 from __future__ import annotations
 
+import time
 from collections import OrderedDict
 
 from storage.messages import MessageRow
 
 #: Messages kept per dialog: the default page (``take`` 50).
 PAGE = 50
+#: Seconds a page is kept at most: a change signalled by another node whose
+#: signal was lost (a failed publish) is seen within this, not never.
+MAX_AGE = 10.0
 
 
 def page_bytes(rows: list[MessageRow]) -> int:
@@ -51,7 +58,7 @@ class PageCache:
     def __init__(self, max_bytes: int) -> None:
         self.max_bytes = max_bytes
         self.bytes = 0
-        self._pages: OrderedDict[int, tuple[list[MessageRow], int]] = OrderedDict()
+        self._pages: OrderedDict[int, tuple[list[MessageRow], int, float]] = OrderedDict()
         self._versions: dict[int, int] = {}
         self._clock = 0
         self._floor = 0
@@ -68,7 +75,7 @@ class PageCache:
 
     def get(self, dialog_id: int) -> list[MessageRow] | None:
         kept = self._pages.get(dialog_id)
-        if kept is None:
+        if kept is None or time.monotonic() - kept[2] > MAX_AGE:
             self.misses += 1
             return None
         self._pages.move_to_end(dialog_id)
@@ -84,10 +91,10 @@ class PageCache:
             return  # the dialog changed while its page was read
         size = page_bytes(rows)
         self._drop(dialog_id)
-        self._pages[dialog_id] = (rows, size)
+        self._pages[dialog_id] = (rows, size, time.monotonic())
         self.bytes += size
         while self.bytes > self.max_bytes and self._pages:
-            _, (_, dropped) = self._pages.popitem(last=False)
+            _, (_, dropped, _) = self._pages.popitem(last=False)
             self.bytes -= dropped
 
     def _drop(self, dialog_id: int) -> None:

@@ -151,8 +151,15 @@ def signals_of(rows: list[event_log.EventRow]) -> list[str]:
             per_dialog[row.dialog_id] = per_dialog.get(row.dialog_id, 0) + 1
     large = {d for d, n in per_dialog.items() if n >= DIALOG_SIGNAL_MIN}
     items = [f"d{d}" for d in large]
-    items += [f"{row.user_id}:{row.seq}" for row in rows if row.dialog_id not in large]
+    # A member removed by the change is no longer a member when the other
+    # nodes look: their own event goes by user, whatever the dialog's size.
+    items += [f"{row.user_id}:{row.seq}" for row in rows
+              if row.dialog_id not in large or (row.kind == MEMBER_KICKED and _removed(row))]
     return items
+
+
+def _removed(row: event_log.EventRow) -> bool:
+    return row.payload is not None and row.payload.get("Id") == row.user_id
 
 
 #: The event kinds that change what a dialog's history shows.
@@ -165,7 +172,18 @@ def messages_changed(rows: list[event_log.EventRow]) -> set[int]:
 
 
 def _shown_page(page: event_log.EventPage) -> event_log.EventPage:
-    return page._replace(rows=[r for r in map(shown, page.rows) if r is not None])
+    rows = []
+    for row in page.rows:
+        try:
+            done = shown(row)
+        except (KeyError, TypeError, ValueError) as exc:
+            # One unreadable row must not stop the log behind it (a catch-up
+            # would Resync on it forever): it is passed over, and said.
+            log.error("event %d of user %d cannot be shown, passed over: %r", row.seq, row.user_id, exc)
+            continue
+        if done is not None:
+            rows.append(done)
+    return page._replace(rows=rows)
 
 
 class _Encoded:
@@ -321,18 +339,20 @@ class PushHub:
     def _on_remote_events(self, payload: str) -> None:
         dialogs = []
         for item in payload.split(","):
-            if item.startswith("d"):
-                dialogs.append(int(item[1:]))
+            try:
+                if item.startswith("d"):
+                    dialogs.append(int(item[1:]))
+                    continue
+                if item.startswith("h"):
+                    self.pages.changed(int(item[1:]))
+                    continue
+                user, _, seq = item.partition(":")
+                user_id, last = int(user), int(seq)
+            except ValueError:  # an item of a newer version, say: the others still count
+                log.warning("signal item %r not understood, passed over", item)
                 continue
-            if item.startswith("h"):
-                self.pages.changed(int(item[1:]))
-                continue
-            user, _, seq = item.partition(":")
-            subs = self._by_user.get(int(user))
-            if not subs:
-                continue
-            for sub in list(subs):
-                if int(seq) > sub.after:
+            for sub in list(self._by_user.get(user_id, ())):
+                if last > sub.after:
                     self._start_catch_up(sub)
         if dialogs and self._by_user:
             self._spawn(self._wake_members(dialogs))

@@ -232,3 +232,22 @@ async def test_revocation_closes_connections_on_other_nodes(start_server, new_da
     finally:
         for c in opened:
             await c.close()
+
+
+async def test_two_devices_revoking_each_other_at_once_leave_one_of_them(user, connect):
+    """Each sends "log out every other device" at the same moment: one wins,
+    the other is refused (its session ended first), and the winner stays
+    logged in; never both out, never both obeyed."""
+    for _ in range(3):
+        alice = await user()
+        phone = await second_device(connect, alice)
+        outcomes = await asyncio.gather(
+            alice.call("RevokeSession", {"all": True}), phone.call("RevokeSession", {"all": True}),
+            return_exceptions=True,
+        )
+        # The loser is told 401, or its connection is closed with its session first.
+        codes = [str(o["Status"]["code"]) if isinstance(o, dict) else "closed" for o in outcomes
+                 if not isinstance(o, BaseException) or isinstance(o, ConnectionClosed)]
+        assert len(codes) == 2 and codes.count("200") == 1 and set(codes) <= {"200", "401", "closed"}, outcomes
+        winner = alice if isinstance(outcomes[0], dict) and outcomes[0]["Status"]["code"] == 200 else phone
+        assert [s.current for s in await winner.sessions()] == [True]

@@ -339,3 +339,18 @@ def test_a_delivery_to_many_members_of_a_dialog_is_signalled_as_the_dialog() -> 
     small = [EventRow(u, 3, "NewMessage", {}, now, None, "s", 9) for u in (100, 101)]
     friends = [EventRow(200, 5, "FriendRequest", {}, now)]
     assert signals_of(big + small + friends) == ["d42", "100:3", "101:3", "200:5"]
+
+
+def test_the_member_removed_from_a_large_dialog_is_signalled_by_user() -> None:
+    """The other nodes look up who is a member: the removed member no longer
+    is, so their own event goes by user (else their other devices wait)."""
+    from datetime import UTC, datetime
+
+    from server.push import signals_of
+    from storage.event_log import EventRow
+
+    now = datetime.now(UTC)
+    kicked = {"PkDialog": "k", "Id": 99, "By": 1}
+    rows = [EventRow(u, 5, "MemberKicked", kicked, now, None, "k", 42) for u in range(1, DIALOG_SIGNAL_MIN + 1)]
+    rows.append(EventRow(99, 8, "MemberKicked", kicked, now, None, "k", 42))
+    assert signals_of(rows) == ["d42", "99:8"]
