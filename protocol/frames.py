@@ -165,7 +165,7 @@ class Decoder:
             elif codec not in _CODECS:
                 error = (Status.BAD_REQUEST, f"unknown codec {codec}")
             elif flags:
-                error = (Status.BAD_REQUEST, f"unknown flags {flags:#x}")
+                error = (Status.BAD_REQUEST, f"unknown flags 0x{flags:02x}")  # as docs/protocol.md writes it
             if error:
                 events.append(FrameError(request_id, error[0], error[1], False, _answer_codec(codec)))
                 pos = self._discard(buf, body_start, frame_end)
