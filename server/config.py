@@ -35,6 +35,8 @@ class Config:
     tls_cert: Path | None = None
     tls_key: Path | None = None
     log_level: str = "INFO"
+    # written once the server listens (host:port), removed on a clean stop
+    ready_file: Path | None = None
     # limits
     max_frame_size: int = 1 * MiB
     max_media_size: int = 20 * MiB
@@ -235,6 +237,10 @@ def build_parser(*, add_help: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--tls-cert", type=Path, default=None,
                    help="PEM certificate chain: serve TLS (without it, passwords and tokens travel in clear)")
     p.add_argument("--tls-key", type=Path, default=None, help="PEM private key of --tls-cert")
+    p.add_argument("--ready-file", type=Path, default=None,
+                   help="once listening, write HOST:PORT and a newline to this file (atomically: a temporary"
+                   " file renamed), so a test learns the port --port 0 chose and that the server is ready;"
+                   " removed on a clean stop")
     p.add_argument("--log-level", default=d.log_level,
                    choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="log threshold (default %(default)s)")
     p.add_argument("--max-frame-size", type=int, default=d.max_frame_size,
