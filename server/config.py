@@ -19,6 +19,9 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, NoReturn
 
+from protocol.codecs import Codec
+from protocol.frames import largest_payload
+
 from .ratelimit import Rate, rate_arg
 
 MiB = 1 << 20
@@ -103,7 +106,13 @@ class Config:
     @property
     def max_media_frame(self) -> int:
         """A Media frame holds the bytes base64-encoded (JSON) plus the sessia."""
-        return self.max_media_size * 4 // 3 + 64 * 1024
+        return largest_payload(self.max_media_size, Codec.JSON)
+
+    def max_answer_frame(self, codec: int) -> int:
+        """The largest frame payload this server sends in ``codec`` (a
+        ``GetMedia`` answer of the largest file): what docs/protocol.md tells
+        a client to accept."""
+        return largest_payload(self.max_media_size, codec)
 
     def summary(self) -> list[str]:
         """The start-up log's account of the settings: what an operator checks
