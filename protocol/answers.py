@@ -40,8 +40,10 @@ class MessageItem(NamedTuple):
     ``deleted_at`` set and no content, media or forward.
 
     ``read``: for the reader's own message, whether another member has read it;
-    for another's message, whether the reader has; None where it is not worked
-    out (events), which the wire writes as ``""``.  A NamedTuple rather than a
+    for another's message, whether the reader has.  None where it is not worked
+    out (``MessageEdited``); the wire writes that as ``false``, so that the field
+    has one type, boolean, in every answer and event (a client in a typed
+    language reads it without a special case).  Read back, it is always a bool.  A NamedTuple rather than a
     dataclass: a history page makes fifty of them."""
 
     key: str
@@ -54,7 +56,7 @@ class MessageItem(NamedTuple):
     important: bool = False
     media: tuple[str, ...] = ()
     order: tuple[int, ...] = ()
-    read: bool | None = None
+    read: bool | None = False
 
     def to_wire(self) -> dict[str, Any]:
         return self.wire(*self)
@@ -74,7 +76,7 @@ class MessageItem(NamedTuple):
                 "updateAt": "" if updated_at is None else format_date(updated_at),
                 "deleteAt": "" if deleted_at is None else format_date(deleted_at),
                 "forwardedKey": forwarded_key or "",
-                "read": "" if read is None else read,
+                "read": read is True,
                 "important": important,
             },
             "hash": list(media) if media else None,
@@ -96,7 +98,7 @@ class MessageItem(NamedTuple):
             important=bool(info["important"]),
             media=tuple(item["hash"] or ()),
             order=tuple(item["order"] or ()),
-            read=read if isinstance(read, bool) else None,
+            read=read is True,
         )
 
 

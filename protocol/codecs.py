@@ -55,7 +55,15 @@ def decode_body(codec: int, data: bytes | memoryview) -> dict[str, Any]:
             raise BadRequest(f"unknown codec {codec}")
     except BadRequest:
         raise
-    except (ValueError, TypeError, UnicodeDecodeError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError):
+    except ValueError as exc:
+        if codec == Codec.MSGPACK and "map key" in str(exc):
+            # msgpack refuses an integer (or nil, float...) key while decoding;
+            # a bin key gets through and is refused below.  The same mistake gets
+            # the same words either way, naming the map that holds the key.
+            raise BadRequest(f"{_non_text_key_path(data)}: field names must be strings") from None
+        name = "msgpack" if codec == Codec.MSGPACK else "JSON"
+        raise BadRequest(f"body is not valid {name}") from None
+    except TypeError:  # ValueError covers the others: UnicodeDecodeError, msgpack's ExtraData, FormatError, StackError
         name = "msgpack" if codec == Codec.MSGPACK else "JSON"
         raise BadRequest(f"body is not valid {name}") from None
     except RecursionError:
@@ -66,6 +74,37 @@ def decode_body(codec: int, data: bytes | memoryview) -> dict[str, Any]:
     if not all(type(key) is str for key in body):
         raise BadRequest("body: field names must be strings")
     return body
+
+
+def _non_text_key_path(data: bytes | memoryview) -> str:
+    """The dotted path of the first map with a key that is not text (``body``
+    for the top), found by decoding again without the key check: only a
+    refused body pays for it."""
+    try:
+        body = msgpack.unpackb(data, raw=False, strict_map_key=False, use_list=False, timestamp=0)
+    except Exception:  # a key msgpack cannot even hold (a map, a list): no path to name
+        return "body"
+
+    def find(value: Any, path: str) -> str | None:
+        if isinstance(value, dict):
+            for key, item in value.items():
+                if type(key) is not str:
+                    return path or "body"
+                found = find(item, f"{path}.{key}" if path else key)
+                if found is not None:
+                    return found
+        elif isinstance(value, tuple):
+            for item in value:
+                found = find(item, path)
+                if found is not None:
+                    return found
+        return None
+
+    try:
+        path = find(body, "") or "body"
+    except RecursionError:
+        return "body"
+    return path if len(path) <= 256 else "body"  # a message, not an echo of the body
 
 
 def map_items(codec: Codec, body: dict[str, Any]) -> bytes:

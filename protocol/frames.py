@@ -39,6 +39,22 @@ MAX_NAME_LENGTH = 64
 DEFAULT_MAX_PAYLOAD = 1 << 20  # 1 MiB for ordinary requests
 
 
+#: Room beside a media file's bytes in the frames that carry one: the name,
+#: ``sessia`` or ``Status`` and the other fields.
+MEDIA_FRAME_SLACK = 64 * 1024
+
+
+def largest_payload(max_media_size: int, codec: int) -> int:
+    """The largest frame payload a server with this ``--max-media-size`` sends
+    in ``codec`` (and the largest ``Media`` request it reads): a file of the
+    largest size, as bytes in msgpack or as base64 text in JSON (4/3 of it),
+    plus ``MEDIA_FRAME_SLACK``.  Every other answer is smaller (pages are
+    capped: docs/protocol.md, "Limits and timeouts"), so a client that
+    accepts frames of this size accepts every frame of that server."""
+    data = max_media_size * 4 // 3 if codec == 2 else max_media_size
+    return data + MEDIA_FRAME_SLACK
+
+
 class FrameKind(IntEnum):
     REQUEST = 1
     RESPONSE = 2
@@ -165,7 +181,7 @@ class Decoder:
             elif codec not in _CODECS:
                 error = (Status.BAD_REQUEST, f"unknown codec {codec}")
             elif flags:
-                error = (Status.BAD_REQUEST, f"unknown flags {flags:#x}")
+                error = (Status.BAD_REQUEST, f"unknown flags 0x{flags:02x}")  # as docs/protocol.md writes it
             if error:
                 events.append(FrameError(request_id, error[0], error[1], False, _answer_codec(codec)))
                 pos = self._discard(buf, body_start, frame_end)

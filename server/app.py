@@ -402,6 +402,10 @@ async def serve(config: Config, *, ready: asyncio.Event | None = None, stop: asy
         if config.clients is not None:
             read_clients_file(config.clients)
         prepare_data_dir(config.data_dir)
+        if config.ready_file is not None:
+            # A file left by an earlier run that did not stop cleanly must not
+            # announce this one before it listens.
+            remove_ready_file(config.ready_file)
         sock = bind_listener(config.host, config.port)
         started.callback(sock.close)
         embedded: EmbeddedPostgres | None = None
@@ -467,6 +471,8 @@ async def _run_until_stopped(
             pass
     sockname = server.sockets[0].getsockname()
     print(f"listening on {sockname[0]}:{sockname[1]}", file=sys.stderr, flush=True)
+    if config.ready_file is not None:
+        write_ready_file(config.ready_file, sockname[0], sockname[1])
     if ready is not None:
         ready.set()
     sweeper = asyncio.create_task(_sweep(app, stop))
@@ -494,6 +500,30 @@ async def _run_until_stopped(
         await asyncio.gather(sweeper, trimmer, refresher, return_exceptions=True)
         await asyncio.gather(last_seen, return_exceptions=True)
         await _flush_last_seen(app)  # what the requests drained above did
+        if config.ready_file is not None:
+            remove_ready_file(config.ready_file)
+
+
+def write_ready_file(path: Path, host: str, port: int) -> None:
+    """``--ready-file``: ``host:port`` (``[host]:port`` for IPv6) and a newline.
+    Written to a temporary file in the same directory and renamed over
+    ``path``, so that a reader polling for the file sees it whole or not at
+    all, never a half-written port."""
+    text = f"[{host}]:{port}\n" if ":" in host else f"{host}:{port}\n"
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise StartupError(f"cannot write the ready file {path}: {exc.strerror or exc} (check --ready-file)") from None
+
+
+def remove_ready_file(path: Path) -> None:
+    """A stopped server's ready file would tell the next reader a port that
+    no longer answers: it goes when the server stops cleanly."""
+    with contextlib.suppress(OSError):
+        path.unlink()
 
 
 async def check(config: Config, out: list[str]) -> bool:

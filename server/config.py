@@ -19,6 +19,9 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, NoReturn
 
+from protocol.codecs import Codec
+from protocol.frames import largest_payload
+
 from .ratelimit import Rate, rate_arg
 
 MiB = 1 << 20
@@ -35,6 +38,8 @@ class Config:
     tls_cert: Path | None = None
     tls_key: Path | None = None
     log_level: str = "INFO"
+    # written once the server listens (host:port), removed on a clean stop
+    ready_file: Path | None = None
     # limits
     max_frame_size: int = 1 * MiB
     max_media_size: int = 20 * MiB
@@ -102,7 +107,13 @@ class Config:
     @property
     def max_media_frame(self) -> int:
         """A Media frame holds the bytes base64-encoded (JSON) plus the sessia."""
-        return self.max_media_size * 4 // 3 + 64 * 1024
+        return largest_payload(self.max_media_size, Codec.JSON)
+
+    def max_answer_frame(self, codec: int) -> int:
+        """The largest frame payload this server sends in ``codec`` (a
+        ``GetMedia`` answer of the largest file): what docs/protocol.md tells
+        a client to accept."""
+        return largest_payload(self.max_media_size, codec)
 
     def summary(self) -> list[str]:
         """The start-up log's account of the settings: what an operator checks
@@ -236,6 +247,10 @@ def build_parser(*, add_help: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--tls-cert", type=Path, default=None,
                    help="PEM certificate chain: serve TLS (without it, passwords and tokens travel in clear)")
     p.add_argument("--tls-key", type=Path, default=None, help="PEM private key of --tls-cert")
+    p.add_argument("--ready-file", type=Path, default=None,
+                   help="once listening, write HOST:PORT and a newline to this file (atomically: a temporary"
+                   " file renamed), so a test learns the port --port 0 chose and that the server is ready;"
+                   " removed on a clean stop")
     p.add_argument("--log-level", default=d.log_level,
                    choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="log threshold (default %(default)s)")
     p.add_argument("--max-frame-size", type=int, default=d.max_frame_size,

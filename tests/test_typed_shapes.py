@@ -48,7 +48,7 @@ MESSAGES = [
     MessageItem(MSG, 42, SENT, "look at this", updated_at=EDITED, forwarded_key="f262756d04f030755743b2f6dfbf983b",
                 important=True, media=(PHOTO, "1c1d2e3f405162738495a6b7c8d9eafb"), order=(1, 2), read=True),
     MessageItem(MSG, 42, SENT, "", updated_at=EDITED, deleted_at=DELETED, read=False),  # a tombstone
-    MessageItem(MSG, None, SENT, "by an account that is gone", read=None),
+    MessageItem(MSG, None, SENT, "by an account that is gone", read=False),
 ]
 
 ITEMS: list[Any] = [
@@ -66,7 +66,7 @@ ITEMS: list[Any] = [
 EVENTS: list[ev.Event] = [
     ev.NewMessage(DIALOG, MESSAGES[0]._replace(read=False)),
     ev.NewMessage(DIALOG, MESSAGES[1]._replace(read=False)),
-    ev.MessageEdited(DIALOG, MESSAGES[1]._replace(read=None)),
+    ev.MessageEdited(DIALOG, MESSAGES[1]._replace(read=False)),
     ev.MessageDeleted(DIALOG, MSG, DELETED),
     ev.MessageHidden(DIALOG, MSG),
     ev.MessagesRead(DIALOG, reader=43, key=MSG),
@@ -90,6 +90,14 @@ def test_every_answer_item_round_trips(item: Any) -> None:
     wire = item.to_wire()
     assert type(item).from_wire(wire) == item
     assert type(item).from_wire(wire).to_wire() == wire
+
+
+def test_read_not_worked_out_is_false_on_the_wire() -> None:
+    """``read`` has one type everywhere, boolean: an event's message, whose
+    ``read`` the server does not work out (None), carries ``false``."""
+    wire = MessageItem(MSG, 42, SENT, "edited", read=None).to_wire()
+    assert wire["infoMessage"]["read"] is False
+    assert MessageItem.from_wire(wire).read is False
 
 
 def test_every_item_class_is_covered() -> None:
