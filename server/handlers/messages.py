@@ -49,7 +49,7 @@ def new_message_key() -> str:
 def message_out(m: message_store.MessageRow, read: bool | None = None) -> dict[str, Any]:
     """The ``Msg`` item of a stored message (``MessageItem``).  ``read``: for
     a reader's own message, whether another member has read it; for others'
-    messages, whether the reader has (None where not computed: ``""``)."""
+    messages, whether the reader has (None where not worked out, written as ``false``)."""
     return message_item(m, read).to_wire()
 
 
