@@ -36,9 +36,10 @@ from client_sdk.errors import ConnectionClosed, ProtocolError, RequestTimeout
 from client_sdk.transport import Transport
 from protocol import requests as R
 from protocol.codecs import Codec, decode_body, encode_body
-from protocol.events import NEW_MESSAGE, PUSH_EVENT
+from protocol.events import NEW_MESSAGE, PUSH_DIALOG_EVENT, PUSH_EVENT
 from protocol.frames import HEADER, MAGIC, VERSION, Frame, FrameKind
 from protocol.requests.sync import SUBSCRIBE
+from server.changes import LARGE_FROM
 
 from .report import Recorder
 from .seed import WORDS
@@ -233,10 +234,13 @@ class DirectSetup:
         """One private dialog per group, its first member the owner; returns (id, key)."""
         conn = await self.open()
         keys = [secrets.token_hex(16) for _ in groups]
+        # A dialog past the server's default limit keeps its own log, as one
+        # grown through the API would (server/changes.py LARGE_FROM).
         rows = await conn.fetch(
-            "INSERT INTO dialogs (key, name, private, owner_id)"
-            " SELECT k, 'load ' || k, true, o FROM unnest($1::text[], $2::bigint[]) AS u(k, o) RETURNING id, key",
-            keys, [g[0] for g in groups],
+            "INSERT INTO dialogs (key, name, private, owner_id, large)"
+            " SELECT k, 'load ' || k, true, o, n > $3 FROM unnest($1::text[], $2::bigint[], $4::int[]) AS u(k, o, n)"
+            " RETURNING id, key",
+            keys, [g[0] for g in groups], LARGE_FROM, [len(g) for g in groups],
         )
         by_key = {r["key"]: r["id"] for r in rows}
         members = []
@@ -832,7 +836,7 @@ class Fanout(Scenario):
             self.extra["_db_bytes"] = (after[0] - self._bytes_before[0], after[1] - self._bytes_before[1])
 
     def _on_push(self, transport: LoadTransport, frame: Frame) -> None:
-        if frame.name != PUSH_EVENT:
+        if frame.name not in (PUSH_EVENT, PUSH_DIALOG_EVENT):
             return
         body = decode_body(frame.codec, frame.body)
         if body.get("Kind") != NEW_MESSAGE:

@@ -23,9 +23,18 @@ import asyncio
 import random
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from protocol.events import PUSH_EVENT, PUSH_RESYNC, PUSH_TYPING, Event, Typing, parse_event
+from protocol.events import (
+    PUSH_DIALOG_EVENT,
+    PUSH_EVENT,
+    PUSH_RESYNC,
+    PUSH_TYPING,
+    Event,
+    FollowDialog,
+    Typing,
+    parse_event,
+)
 from protocol.requests.sync import SUBSCRIBE
 
 from .errors import ClientError, ConnectionClosed, Gone, RequestTimeout, Unauthorized, Unavailable
@@ -38,16 +47,21 @@ if TYPE_CHECKING:
 @dataclass(frozen=True, slots=True)
 class Update:
     """One item of the stream: a typed event and its ``seq`` in the user's log
-    (None for ``Typing``, which is ephemeral and not logged)."""
+    (None for ``Typing``, which is ephemeral and not logged, and for the
+    events of a large dialog, which are numbered by ``pts`` in that dialog's
+    own log instead)."""
 
     seq: int | None
     event: Event | Typing
+    pts: int | None = None
 
 
 class EventStream:
     def __init__(self, client: Client, after: int | None, *, reconnect: bool, max_backoff: float) -> None:
         self.client = client
         self.last_seq = after
+        #: large dialogs followed on their own streams: key -> the last pts seen
+        self.dialog_pts: dict[str, int] = {}
         self.reconnect = reconnect
         self.max_backoff = max_backoff
         self._subscribed = False
@@ -93,7 +107,20 @@ class EventStream:
                 self.last_seq = seq
                 if event is None:
                     continue  # a kind this version does not know
+                if isinstance(event, FollowDialog):
+                    self.dialog_pts.setdefault(event.dialog_key, event.pts)
                 return Update(seq, event)
+            if push.name == PUSH_DIALOG_EVENT:
+                key = str(push.body.get("PkDialog", ""))
+                pts = int(push.body.get("Pts", 0))
+                if pts <= self.dialog_pts.get(key, -1):
+                    continue
+                payload = {k: v for k, v in push.body.items() if k not in ("Pts", "Kind")}
+                self.dialog_pts[key] = pts
+                dialog_event = parse_event(str(push.body.get("Kind", "")), payload)
+                if dialog_event is None:
+                    continue
+                return Update(None, dialog_event, pts)
             if push.name == PUSH_RESYNC:
                 self._subscribed = False
                 continue
@@ -102,7 +129,9 @@ class EventStream:
             # a push name this version does not know: ignored
 
     async def _subscribe(self) -> None:
-        body = {} if self.last_seq is None else {"after": self.last_seq}
+        body: dict[str, Any] = {} if self.last_seq is None else {"after": self.last_seq}
+        if self.dialog_pts:
+            body["dialogs"] = [{"pkDialog": key, "after": pts} for key, pts in self.dialog_pts.items()]
         try:
             answer = await self.client.request(SUBSCRIBE, body)
         except Gone as exc:
@@ -112,6 +141,8 @@ class EventStream:
             raise
         if self.last_seq is None:
             self.last_seq = int(answer["LastSeq"])
+        for followed in answer.get("Dialogs") or ():
+            self.dialog_pts.setdefault(str(followed["PkDialog"]), int(followed["Pts"]))
         self._overflow_seen = self.client.transport.push_overflow
         self._subscribed = True
         self._delay = 0.1

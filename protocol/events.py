@@ -31,6 +31,7 @@ from .requests.dialogs import format_date
 PUSH_EVENT = "Event"
 PUSH_RESYNC = "Resync"  # LastSeq: subscribe again from there
 PUSH_TYPING = "Typing"  # PkDialog, Id: ephemeral, no Seq
+PUSH_DIALOG_EVENT = "DialogEvent"  # PkDialog, Pts, Kind, ...: an event of a large dialog's own log
 
 
 @dataclass(frozen=True, slots=True)
@@ -223,6 +224,28 @@ class MemberKicked(DialogEvent):
         return cls(payload["PkDialog"], int(payload["Id"]), int(payload["By"]))
 
 
+@dataclass(frozen=True, slots=True)
+class FollowDialog(DialogEvent):
+    """In the user's own log: from now on this (large) dialog's events come on
+    its own stream, ``DialogEvent`` pushes numbered by ``Pts``, starting after
+    ``pts``.  Sent to every member when a dialog grows past the size where it
+    keeps its own log, and to each member who joins one that has."""
+
+    KIND: ClassVar[str] = "FollowDialog"
+    pts: int
+
+    @property
+    def dialog(self) -> str | None:
+        return None  # the member's own event: not about the dialog's history
+
+    def to_payload(self) -> dict[str, Any]:
+        return {"PkDialog": self.dialog_key, "Pts": self.pts}
+
+    @classmethod
+    def from_payload(cls, payload: dict[str, Any]) -> FollowDialog:
+        return cls(payload["PkDialog"], int(payload["Pts"]))
+
+
 # -- friends and blocks -------------------------------------------------------------
 
 
@@ -290,7 +313,7 @@ KINDS: dict[str, type[Event]] = {
     cls.KIND: cls
     for cls in (
         NewMessage, MessageEdited, MessageDeleted, MessageHidden, MessagesRead,
-        DialogCreated, DialogChanged, MembersAdded, MemberKicked,
+        DialogCreated, DialogChanged, MembersAdded, MemberKicked, FollowDialog,
         FriendRequest, FriendAccepted, FriendRequestCancelled, FriendRemoved, Blocked, Unblocked,
     )
 }
@@ -305,6 +328,7 @@ DIALOG_CREATED = DialogCreated.KIND
 DIALOG_CHANGED = DialogChanged.KIND
 MEMBERS_ADDED = MembersAdded.KIND
 MEMBER_KICKED = MemberKicked.KIND
+FOLLOW_DIALOG = FollowDialog.KIND
 FRIEND_REQUEST = FriendRequest.KIND
 FRIEND_ACCEPTED = FriendAccepted.KIND
 FRIEND_REQUEST_CANCELLED = FriendRequestCancelled.KIND

@@ -86,8 +86,8 @@ class App:
         self.broker = broker or LocalBroker()
         self.push = PushHub(db, self.broker, buffer_limit=config.push_buffer_limit,
                             pages=PageCache(int(config.history_cache_mib * (1 << 20))))
-        self.changes = Changes(db, self.push)
-        self.message_writer = MessageWriter(db, deliver=self.push.deliver)
+        self.changes = Changes(db, self.push, large_from=config.large_dialog_members)
+        self.message_writer = MessageWriter(db, deliver=self.push.deliver, deliver_dialog=self.push.deliver_dialog)
         self.mailer = Mailer(config)
         self.dispatcher = Dispatcher(self)
 

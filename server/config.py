@@ -60,6 +60,7 @@ class Config:
     hash_threads: int = field(default_factory=lambda: max(1, (os.cpu_count() or 2) - 1))
     session_cache_size: int = 200_000
     history_cache_mib: float = 64.0
+    large_dialog_members: int = 200
     durable: bool = True
     # mail: without smtp_url, messages are written to <data_dir>/outbox/*.eml
     smtp_url: str | None = None
@@ -274,6 +275,9 @@ def build_parser(*, add_help: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--session-cache-size", type=int,
                    default=d.session_cache_size,
                    help="sessions kept in memory; beyond it the oldest are re-read when used (default %(default)s)")
+    p.add_argument("--large-dialog-members", type=int, default=d.large_dialog_members,
+                   help="members above which a dialog keeps its own event log, numbered by Pts, instead of a row in"
+                        " every member's log per event (default %(default)s)")
     p.add_argument("--history-cache-mib", type=float, default=d.history_cache_mib,
                    help="MiB of memory for the newest pages of recently read dialogs; 0: none (default %(default)s)")
     p.add_argument("--shutdown-timeout", type=float,

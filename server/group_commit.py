@@ -26,6 +26,7 @@ from typing import Any
 from protocol import events as ev
 from storage import messages as message_store
 from storage.db import Database
+from storage.dialog_log import DialogEventRow
 from storage.errors import StorageBusy
 from storage.event_log import EventRow
 from storage.messages import MessageInsert, Sent
@@ -52,10 +53,12 @@ class MessageWriter:
     RETRIES = 3
 
     def __init__(
-        self, db: Database, *, deliver: Callable[[list[EventRow]], None], max_batch: int = 512
+        self, db: Database, *, deliver: Callable[[list[EventRow]], None],
+        deliver_dialog: Callable[[list[DialogEventRow]], None] | None = None, max_batch: int = 512,
     ) -> None:
         self.db = db
         self.deliver = deliver
+        self.deliver_dialog = deliver_dialog
         self.max_batch = max_batch
         self._queue: deque[_Item] = deque()
         self._running = False
@@ -106,6 +109,7 @@ class MessageWriter:
                 raise
             again = []
             pushed: list[EventRow] = []
+            logged: list[DialogEventRow] = []
             for item, sent in zip(batch, outcomes, strict=True):
                 message, payload, future, _ = item
                 if sent is None:
@@ -114,12 +118,17 @@ class MessageWriter:
                 kind, created_at = ev.NewMessage.KIND, message.created_at
                 pushed += [EventRow(user, seq, kind, payload, created_at, None, message.dialog_key, sent.dialog_id)
                            for user, seq in sent.events]
+                if sent.pts is not None and sent.dialog_id is not None:  # a large dialog: one event
+                    logged.append(DialogEventRow(sent.dialog_id, sent.pts, kind, payload, created_at, None,
+                                                 message.dialog_key))
                 if not future.done():
                     future.set_result(sent)
             # In the same step as the futures are resolved: when a sender's
             # request resumes, its pushes are with the hub, and the hub's
             # fan-out (its next loop iteration) still comes after the answers.
             self._deliver(pushed)
+            if logged and self.deliver_dialog is not None:
+                self.deliver_dialog(logged)
             if again:
                 self._retry(again, RuntimeError("message key neither inserted nor found"))
 

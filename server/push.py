@@ -18,18 +18,20 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from protocol.answers import MessageItem
 from protocol.codecs import Codec
 from protocol.events import (
     DIALOG_CREATED,
+    FOLLOW_DIALOG,
     KINDS,
     MEMBER_KICKED,
     MEMBERS_ADDED,
     MESSAGE_DELETED,
     MESSAGE_EDITED,
     NEW_MESSAGE,
+    PUSH_DIALOG_EVENT,
     PUSH_EVENT,
     PUSH_RESYNC,
     PUSH_TYPING,
@@ -37,8 +39,8 @@ from protocol.events import (
     NewMessage,
 )
 from protocol.frames import PushTemplate, encode_push
+from storage import dialog_log, event_log
 from storage import dialogs as dialog_store
-from storage import event_log
 from storage.db import Database
 
 from .broker import Broker, chunk_items
@@ -75,6 +77,10 @@ class Subscription:
     early: dict[int, tuple[event_log.EventRow, bytes]] | None = None  # seq -> event that came before its turn
     left: set[str] | None = None  # keys of dialogs this user was removed from, as seen in its events
     replay: asyncio.Future[None] | None = None  # the connection's latest catch-up task
+    #: large dialogs followed on their own streams: key -> the last pts pushed
+    follows: dict[str, int] | None = None
+    #: those whose stream is being read from the log right now (and read again after)
+    dialog_reading: dict[str, bool] | None = None
 
     def still_member(self, row: event_log.EventRow) -> bool:
         """Whether the event, next in this user's sequence, is one the user may
@@ -109,7 +115,11 @@ def event_body(row: event_log.EventRow) -> dict[str, Any]:
     return {"Seq": row.seq, "Kind": row.kind, **row.payload}
 
 
-def shown(row: event_log.EventRow) -> event_log.EventRow | None:
+#: A row of either log: a user's (``seq``) or a large dialog's (``pts``).
+LogRow = TypeVar("LogRow", event_log.EventRow, dialog_log.DialogEventRow)
+
+
+def shown(row: LogRow) -> LogRow | None:
     """An event read from the log as its reader is to see it now.
 
     An event that carries a message is stored as a reference: its payload is
@@ -171,6 +181,26 @@ def messages_changed(rows: list[event_log.EventRow]) -> set[int]:
     return {r.dialog_id for r in rows if r.dialog_id is not None and r.kind in _HISTORY_KINDS}
 
 
+def dialog_body(row: dialog_log.DialogEventRow) -> dict[str, Any]:
+    """The wire body of a large dialog's event (push ``DialogEvent``, and the
+    items of ``GetDialogEvents``)."""
+    assert row.payload is not None
+    return {"Pts": row.pts, "Kind": row.kind, **row.payload}
+
+
+def _shown_dialog_page(page: dialog_log.DialogEventPage) -> dialog_log.DialogEventPage:
+    rows = []
+    for row in page.rows:
+        try:
+            done = shown(row)
+        except (KeyError, TypeError, ValueError) as exc:
+            log.error("event %d of dialog %s cannot be shown, passed over: %r", row.pts, row.dialog_key, exc)
+            continue
+        if done is not None:
+            rows.append(done)
+    return page._replace(rows=rows)
+
+
 def _shown_page(page: event_log.EventPage) -> event_log.EventPage:
     rows = []
     for row in page.rows:
@@ -215,6 +245,7 @@ class PushHub:
         self.pages = pages or PageCache(0)
         self._by_user: dict[int, set[Subscription]] = {}
         self._by_conn: dict[Connection, Subscription] = {}
+        self._by_dialog: dict[str, set[Subscription]] = {}
         self._signals: list[str] = []
         self._outbox: list[event_log.EventRow] = []  # committed here, pushed on the next loop iteration
         self._flush_scheduled = False
@@ -223,7 +254,10 @@ class PushHub:
 
     # -- subscriptions -------------------------------------------------------------
 
-    def subscribe(self, conn: Connection, user_id: int, after: int, codec: int, session_id: int) -> Subscription:
+    def subscribe(self, conn: Connection, user_id: int, after: int, codec: int, session_id: int,
+                  follows: dict[str, int] | None = None) -> Subscription:
+        """``follows``: the large dialogs the user is in, each with the pts
+        its stream starts after."""
         old = self._by_conn.get(conn)
         self.unsubscribe(conn)
         sub = Subscription(conn, user_id, after, session_id, codec)
@@ -232,13 +266,36 @@ class PushHub:
         self._by_conn[conn] = sub
         self._by_user.setdefault(user_id, set()).add(sub)
         self._start_catch_up(sub)
+        for key, pts in (follows or {}).items():
+            self.follow(sub, key, pts)
         return sub
+
+    def follow(self, sub: Subscription, key: str, pts: int) -> None:
+        """Push the large dialog ``key``'s events after ``pts`` on ``sub``."""
+        if sub.follows is None:
+            sub.follows = {}
+        if key in sub.follows:
+            return
+        sub.follows[key] = pts
+        self._by_dialog.setdefault(key, set()).add(sub)
+        self._start_dialog_read(sub, key)
+
+    def _unfollow(self, sub: Subscription, key: str) -> None:
+        if sub.follows is not None:
+            sub.follows.pop(key, None)
+        subs = self._by_dialog.get(key)
+        if subs is not None:
+            subs.discard(sub)
+            if not subs:
+                del self._by_dialog[key]
 
     def unsubscribe(self, conn: Connection) -> None:
         sub = self._by_conn.pop(conn, None)
         if sub is None:
             return
         sub.dropped = True
+        for key in list(sub.follows or ()):
+            self._unfollow(sub, key)
         subs = self._by_user.get(sub.user_id)
         if subs is not None:
             subs.discard(sub)
@@ -270,6 +327,19 @@ class PushHub:
             return await event_log.last_seq(self.db, user_id)
         await event_log.read_after(self.db, user_id, after, 0)
         return after
+
+    async def dialog_positions(self, user_id: int, requested: dict[str, int]) -> dict[str, int]:
+        """Where each large dialog the user is in starts on a new
+        subscription: the position the client names, else its newest event."""
+        newest = await dialog_log.followed_by(self.db, user_id)
+        return {key: requested.get(key, last) for key, last in newest.items()}
+
+    async def read_dialog_page(self, key: str, user_id: int, after: int, take: int) -> dialog_log.DialogEventPage:
+        """Up to ``take`` events of the large dialog after ``after``, as the
+        user may see them now (``through``: where the next page starts)."""
+        page = _shown_dialog_page(await dialog_log.read_after(self.db, key, user_id, after, max(take, SCAN_PAGE)))
+        through = page.rows[take - 1].pts if len(page.rows) > take else page.through
+        return page._replace(rows=page.rows[:take], through=through)
 
     async def read_page(self, user_id: int, after: int, take: int) -> event_log.EventPage:
         """Up to ``take`` events after ``after`` as the user may see them now.
@@ -310,6 +380,109 @@ class PushHub:
                 self.pages.changed(dialog_id)
                 self._signals.append(f"h{dialog_id}")
 
+    def deliver_dialog(self, rows: list[dialog_log.DialogEventRow]) -> None:
+        """Events of large dialogs this node has just committed (one row per
+        event, not per member).  For now: the kept history pages are dropped
+        and the other nodes told (``D<id>:<pts>``); pushing them to the
+        members who follow the dialog comes with the wire's DialogEvent."""
+        if not rows:
+            return
+        for row in rows:
+            if row.kind in _HISTORY_KINDS:
+                self.pages.changed(row.dialog_id)
+                self._signals.append(f"h{row.dialog_id}")
+            self._signals.append(f"D{row.dialog_key}:{row.pts}")
+        loop = asyncio.get_running_loop()
+        loop.call_soon(self._deliver_dialog_now, rows)
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            loop.call_soon(self._flush_signals)
+
+    def _deliver_dialog_now(self, rows: list[dialog_log.DialogEventRow]) -> None:
+        """Each event is encoded once per codec: every follower gets the same bytes."""
+        for row in rows:
+            subs = self._by_dialog.get(row.dialog_key or "")
+            if not subs:
+                continue
+            frames: dict[int, bytes] = {}
+            for sub in list(subs):
+                pos = (sub.follows or {}).get(row.dialog_key or "")
+                if sub.dropped or pos is None or row.pts <= pos:
+                    continue
+                if row.pts != pos + 1 or (sub.dialog_reading and row.dialog_key in sub.dialog_reading):
+                    self._start_dialog_read(sub, row.dialog_key or "")  # the log has what comes before it
+                    continue
+                frame = frames.get(sub.codec)
+                if frame is None:
+                    frame = frames[sub.codec] = encode_push(PUSH_DIALOG_EVENT, dialog_body(row), sub.codec)
+                self._send_dialog_frame(sub, row, frame)
+
+    def _send_dialog_frame(self, sub: Subscription, row: dialog_log.DialogEventRow, frame: bytes) -> bool:
+        conn = sub.conn
+        transport = conn.transport
+        if transport is None or transport.is_closing():
+            self.unsubscribe(conn)
+            return False
+        if conn.write_buffer_size > self.buffer_limit:
+            conn.send(encode_push(RESYNC, {"LastSeq": sub.after}, sub.codec))
+            self.unsubscribe(conn)
+            return False
+        key = row.dialog_key or ""
+        assert sub.follows is not None
+        sub.follows[key] = row.pts
+        conn.send(frame)
+        self.pushed += 1
+        if row.kind == MEMBER_KICKED and row.payload is not None and row.payload.get("Id") == sub.user_id:
+            self._unfollow(sub, key)  # their own removal is the stream's last event for them
+        return True
+
+    def _dialog_signal(self, key: str, pts: int) -> None:
+        """Another node committed an event of the large dialog ``key``."""
+        for sub in list(self._by_dialog.get(key, ())):
+            if (sub.follows or {}).get(key, pts) < pts:
+                self._start_dialog_read(sub, key)
+
+    def _start_dialog_read(self, sub: Subscription, key: str) -> None:
+        if sub.dropped:
+            return
+        if sub.dialog_reading is None:
+            sub.dialog_reading = {}
+        if key in sub.dialog_reading:
+            sub.dialog_reading[key] = True  # read again when done
+            return
+        sub.dialog_reading[key] = False
+        self._spawn(self._read_dialog(sub, key))
+
+    async def _read_dialog(self, sub: Subscription, key: str) -> None:
+        """Push a followed dialog's events from the log, from the last one pushed."""
+        reading = sub.dialog_reading
+        assert reading is not None
+        try:
+            while not sub.dropped and sub.follows is not None and key in sub.follows:
+                reading[key] = False
+                start = sub.follows[key]
+                page = _shown_dialog_page(
+                    await dialog_log.read_after(self.db, key, sub.user_id, start, CATCH_UP_PAGE)
+                )
+                for row in page.rows:
+                    await self._paced(sub)
+                    if sub.dropped or sub.follows is None or key not in sub.follows or row.pts <= sub.follows[key]:
+                        continue
+                    frame = encode_push(PUSH_DIALOG_EVENT, dialog_body(row), sub.codec)
+                    if not self._send_dialog_frame(sub, row, frame):
+                        return
+                if sub.follows is not None and key in sub.follows:
+                    sub.follows[key] = max(sub.follows[key], page.through)
+                if page.through - start < CATCH_UP_PAGE and not reading.get(key):
+                    return
+        except Exception as exc:
+            log.warning("reading dialog %s for user %d failed: %s", key, sub.user_id, exc)
+            if not sub.dropped:
+                sub.conn.send(encode_push(RESYNC, {"LastSeq": sub.after}, sub.codec))
+                self.unsubscribe(sub.conn)
+        finally:
+            reading.pop(key, None)
+
     def _deliver_now(self) -> None:
         rows, self._outbox = self._outbox, []
         encoded = _Encoded()
@@ -346,6 +519,10 @@ class PushHub:
                 if item.startswith("h"):
                     self.pages.changed(int(item[1:]))
                     continue
+                if item.startswith("D"):
+                    key, _, pts = item[1:].partition(":")
+                    self._dialog_signal(key, int(pts))
+                    continue
                 user, _, seq = item.partition(":")
                 user_id, last = int(user), int(seq)
             except ValueError:  # an item of a newer version, say: the others still count
@@ -376,6 +553,8 @@ class PushHub:
         self.pages.clear()
         for sub in list(self._by_conn.values()):
             self._start_catch_up(sub)
+            for key in list(sub.follows or ()):
+                self._start_dialog_read(sub, key)
 
     def _push(self, sub: Subscription, row: event_log.EventRow, encoded: _Encoded) -> None:
         if sub.dropped or row.seq <= sub.after:
@@ -425,6 +604,8 @@ class PushHub:
         if sub.still_member(row):
             conn.send(frame)
             self.pushed += 1
+            if row.kind == FOLLOW_DIALOG and row.payload is not None:
+                self.follow(sub, row.payload["PkDialog"], int(row.payload["Pts"]))
         return True
 
     def _send(self, sub: Subscription, row: event_log.EventRow) -> bool:

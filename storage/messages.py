@@ -59,12 +59,12 @@ WITH req AS (
     -- per-message CTEs by ordinal instead was estimated at one row each and
     -- planned as nested loops over CTE scans: quadratic in the batch, 44 ms of
     -- a 500-message batch.)
-    SELECT r.*, me.dialog_id, coalesce(pair.direct_block, false) AS blocked,
+    SELECT r.*, me.dialog_id, coalesce(me.large, false) AS large, coalesce(pair.direct_block, false) AS blocked,
            r.forwarded_key IS NULL OR src.found AS source_ok
     FROM req r
     LEFT JOIN LATERAL (
         -- a lookup by key per message (a join would hash every dialog for a large batch)
-        SELECT d.id AS dialog_id FROM dialogs d
+        SELECT d.id AS dialog_id, d.large FROM dialogs d
         JOIN dialog_members dm ON dm.dialog_id = d.id AND dm.user_id = r.author_id
         WHERE d.key = r.dialog_key
         LIMIT 1
@@ -114,9 +114,17 @@ WITH req AS (
     -- and seqs in the same order, so pushes and history agree on the order.
     SELECT q.user_id FROM user_event_seq q
     WHERE q.user_id IN (
-        SELECT dm.user_id FROM checked c JOIN dialog_members dm ON dm.dialog_id = c.dialog_id
+        SELECT dm.user_id FROM checked c JOIN dialog_members dm ON dm.dialog_id = c.dialog_id WHERE NOT c.large
     )
     ORDER BY q.user_id
+    FOR UPDATE
+), locked_large AS (
+    -- A large dialog numbers its events itself (dialogs.last_pts): its row
+    -- is locked, after the counters and before any message id is drawn, for
+    -- the same reason (storage/dialog_log.py).
+    SELECT d.id FROM dialogs d
+    WHERE d.id IN (SELECT c.dialog_id FROM checked c WHERE c.large)
+    ORDER BY d.id
     FOR UPDATE
 ), ins AS (
     INSERT INTO messages (dialog_id, key, author_id, content, created_at, forwarded_key, important)
@@ -125,12 +133,13 @@ WITH req AS (
     WHERE c.dialog_id IS NOT NULL AND NOT c.blocked AND c.source_ok
       AND NOT EXISTS (SELECT 1 FROM missing WHERE missing.n = c.n)
       AND (SELECT count(*) FROM locked) >= 0  -- evaluated first, once: the locks precede the ids
+      AND (SELECT count(*) FROM locked_large) >= 0
     ORDER BY c.n
     ON CONFLICT (dialog_id, key) DO NOTHING
     RETURNING dialog_id, id, key, author_id, created_at
 ), stored AS (
     -- (dialog, key) is unique within a batch: the writer sees to it
-    SELECT c.n, ins.dialog_id, ins.id, ins.author_id
+    SELECT c.n, ins.dialog_id, ins.id, ins.author_id, c.large
     FROM ins
     JOIN checked c ON c.dialog_id = ins.dialog_id AND c.key = ins.key
 ), linked AS (
@@ -138,13 +147,33 @@ WITH req AS (
     SELECT s.dialog_id, s.id, mi.k, mi.p
     FROM stored s JOIN media_in mi ON mi.n = s.n
 ), touched AS (
+    -- a small dialog: its last message moves (a large one's below, with its pts)
     UPDATE dialogs SET last_message_at = t.at
     FROM (SELECT dialog_id, max(created_at) AS at FROM ins GROUP BY dialog_id) AS t
-    WHERE dialogs.id = t.dialog_id
+    WHERE dialogs.id = t.dialog_id AND NOT dialogs.large
       AND (dialogs.last_message_at IS NULL OR dialogs.last_message_at < t.at)
+), bumped_large AS (
+    -- a large dialog: its last message, and its pts moved past this batch's
+    -- messages (numbered below in message order); its row is locked already
+    UPDATE dialogs SET last_message_at = greatest(dialogs.last_message_at, t.at),
+                       last_pts = dialogs.last_pts + t.logged
+    FROM (SELECT s.dialog_id, max(r.created_at) AS at, count(*) AS logged
+          FROM stored s JOIN req r ON r.n = s.n WHERE s.large GROUP BY s.dialog_id) AS t
+    WHERE dialogs.id = t.dialog_id
+    RETURNING dialogs.id, dialogs.last_pts - t.logged AS base
+), dialog_numbered AS (
+    SELECT s.n, s.dialog_id, s.id AS message_id,
+           bl.base + row_number() OVER (PARTITION BY s.dialog_id ORDER BY s.n) AS pts
+    FROM stored s JOIN bumped_large bl ON bl.id = s.dialog_id
+    WHERE s.large
+), devs AS (
+    INSERT INTO dialog_events (dialog_id, pts, kind, message_id, created_at)
+    SELECT dn.dialog_id, dn.pts, $13::text, dn.message_id, r.created_at
+    FROM dialog_numbered dn JOIN req r ON r.n = dn.n
 ), recipients AS (
     SELECT s.n, s.dialog_id, s.id AS message_id, dm.user_id
     FROM stored s JOIN dialog_members dm ON dm.dialog_id = s.dialog_id
+    WHERE NOT s.large
 ), bumped AS (
     UPDATE user_event_seq q SET last_seq = q.last_seq + c.count
     FROM (SELECT user_id, count(*) AS count FROM recipients GROUP BY user_id) AS c
@@ -166,7 +195,7 @@ WITH req AS (
 SELECT c.n, c.dialog_id, c.blocked, c.source_ok, coalesce(missing.keys, '{}') AS missing_media,
        s.id AS new_id, coalesce(s.author_id, earlier.author_id) AS author_id,
        (s.id IS NOT NULL OR earlier.found) AS stored,
-       pm.users AS event_users, pm.seqs AS event_seqs
+       pm.users AS event_users, pm.seqs AS event_seqs, dn.pts AS pts
 FROM checked c
 LEFT JOIN missing ON missing.n = c.n
 LEFT JOIN stored s ON s.n = c.n
@@ -177,6 +206,7 @@ LEFT JOIN LATERAL (
     LIMIT 1  -- (dialog, key) is unique; the limit also keeps this a lookup, never a join of the whole table
 ) AS earlier ON true
 LEFT JOIN per_message pm ON pm.n = c.n
+LEFT JOIN dialog_numbered dn ON dn.n = c.n
 ORDER BY c.n
 """
 
@@ -210,6 +240,7 @@ class Sent:
     created: bool = False
     author_id: int | None = None
     events: tuple[tuple[int, int], ...] = ()  # (user id, seq) of the NewMessage events
+    pts: int | None = None  # a large dialog's: the pts of its one NewMessage event
     source_gone: bool = False  # a forward whose source was deleted, hidden or left meanwhile
 
 
@@ -248,7 +279,8 @@ def _sent(row: Any) -> Sent | None:
     if not row["stored"]:
         return Sent(row["dialog_id"], source_gone=True) if not row["source_ok"] else None
     events = tuple(zip(row["event_users"] or (), row["event_seqs"] or (), strict=True))
-    return Sent(row["dialog_id"], created=row["new_id"] is not None, author_id=row["author_id"], events=events)
+    return Sent(row["dialog_id"], created=row["new_id"] is not None, author_id=row["author_id"], events=events,
+                pts=row["pts"])
 
 
 async def add_batch(db: Database, batch: Sequence[MessageInsert], event_kind: str) -> list[Sent | None]:

@@ -103,6 +103,9 @@ REQUESTS: dict[str, tuple[dict[str, Any], dict[str, Any], dict[str, Any]]] = {
     "GetEvents": ({"after": 0, "take": 100, "sessia": SESSIA}, NOT_LOGGED_IN,
                   {"Status": {"code": 200, "message": "Events"}, "Events": [], "LastSeq": 0, "Through": 0,
                    "More": False}),
+    "GetDialogEvents": ({"pkDialog": DIALOG, "after": 12, "take": 100, "sessia": SESSIA}, NOT_LOGGED_IN,
+                        {"Status": {"code": 200, "message": "Events"}, "Events": [], "LastPts": 12, "Through": 12,
+                         "More": False}),
     "MarkRead": ({"pkDialog": DIALOG, "msgkey": MSG, "sessia": SESSIA}, NOT_LOGGED_IN,
                  {"Status": {"code": 200, "message": "Marked as read"}}),
     "Typing": ({"pkDialog": DIALOG, "sessia": SESSIA}, NOT_LOGGED_IN,
@@ -219,6 +222,12 @@ def build() -> dict[str, Any]:
         vectors.append(vector(f"push-{event.KIND}-{i}", f"an Event push of kind {event.KIND}",
                               encode_push("Event", body, codec), kind="PUSH", codec=codec, request_id=0,
                               frame_name="Event", body=body))
+    for i, event in enumerate(e for e in EVENTS if e.dialog is not None):
+        codec = Codec.JSON if i % 2 else Codec.MSGPACK
+        body = {"Pts": 13 + i, "Kind": event.KIND, **event.to_payload()}
+        vectors.append(vector(f"push-DialogEvent-{event.KIND}-{i}", f"a large dialog's event of kind {event.KIND}",
+                              encode_push("DialogEvent", body, codec), kind="PUSH", codec=codec, request_id=0,
+                              frame_name="DialogEvent", body=body))
     for codec in (Codec.MSGPACK, Codec.JSON):
         suffix = "msgpack" if codec == Codec.MSGPACK else "json"
         typing = Typing(DIALOG, 43).to_payload()

@@ -288,6 +288,23 @@ async def run_script(s: Script) -> None:
     await s.call("alice2", "alice2", "GetEvents", {"after": 0, "limit": 100})
     await s.call("carol", "carol", "GetEvents", {"after": 3, "limit": 5}, Codec.JSON)
 
+    # A dialog that grows past --large-dialog-members (3 here): its own log, followed by Pts.
+    await s.open("dave")
+    answer = await s.call("dave", None, "Registration", {
+        "login": {"login": "dave"}, "password": {"password": PASSWORD}, "email": {"email": "dave@example.org"},
+        "sessia": s.login_sessia("dev-dave"),
+    })
+    s.tokens["dave"] = answer["Tocken"]
+    await s.call("dave", "dave", "Subscribe", {})
+    big = (await s.call("alice", "alice", "CreateDialog", {
+        "dialog": {"name": "Big", "private": False, "idUsers": [bob, carol]}}))["hash"]
+    await s.call("dave", "dave", "ChangeDialog", {"dialog": {"pkDialog": big, "IdUsers": [answer["Id"]]}})
+    await s.call("alice", "alice", "SendMessage", {"operation": "add", "message": {
+        "infoMessage": {"pkDialog": big, "content": "to the big room", "msgkey": "rec-msg-big"}}})
+    await s.settle()
+    await s.call("bob", "bob", "GetDialogEvents", {"pkDialog": big, "after": 0})
+    await s.call("carol", "carol", "GetDialogEvents", {"pkDialog": big, "after": 1, "take": 1}, Codec.JSON)
+
     # Sessions: revoke one device, change the password (others logged out), reset by mail, disable.
     await s.open("bob2")
     answer = await s.call("bob2", None, "Auth", {"email": "bob@example.org", "password": PASSWORD,
@@ -315,7 +332,7 @@ async def run_script(s: Script) -> None:
 
 
 async def test_the_wire_is_byte_for_byte_the_recorded_one(start_server, smtp: MailBox) -> None:
-    server = start_server()
+    server = start_server("--large-dialog-members", "3")
     script = Script(server, smtp)
     try:
         await run_script(script)

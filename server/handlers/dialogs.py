@@ -95,6 +95,7 @@ async def create_dialog(call: Call) -> dict[str, Any]:
         )
         created = DialogCreated(dialog.key, dialog.name, dialog.photo_key, dialog.private, call.user_id)
         await ch.emit([call.user_id, *others], created)
+        await ch.members_added(dialog.id, dialog.key, others)
     return ok("Dialog started", hash=dialog.key)
 
 
@@ -112,6 +113,7 @@ async def change_dialog(call: Call) -> dict[str, Any]:
             if access.dialog.private or not req.only_adds(call.user_id):
                 raise NotFound(DIALOG_NOT_FOUND)
             await dialog_store.change_members(ch.db, access.dialog.id, add_members=req.add_members)
+            await ch.members_added(access.dialog.id, req.key, req.add_members)
             await ch.emit_to_dialog(access.dialog.id, MembersAdded(req.key, req.add_members))
             await dialog_store.change_settings(ch.db, access.dialog.id)
             joined = True
@@ -150,6 +152,7 @@ async def _change(call: Call, ch: Change, req: ChangeDialog, access: dialog_stor
             old.private if req.private is None else req.private,
         ))
     if req.add_members:
+        await ch.members_added(old.id, req.key, req.add_members)
         await ch.emit_to_dialog(old.id, MembersAdded(req.key, req.add_members))
     await dialog_store.change_settings(tx, old.id, name=req.name, private=req.private, photo_key=req.photo)
 
