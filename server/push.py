@@ -188,32 +188,28 @@ def dialog_body(row: dialog_log.DialogEventRow) -> dict[str, Any]:
     return {"Pts": row.pts, "Kind": row.kind, **row.payload}
 
 
-def _shown_dialog_page(page: dialog_log.DialogEventPage) -> dialog_log.DialogEventPage:
-    rows = []
-    for row in page.rows:
+def _shown_rows(rows: list[LogRow], where: str) -> list[LogRow]:
+    """``shown`` over a page of either log.  One unreadable row must not stop
+    the log behind it (a catch-up would Resync on it forever): it is passed
+    over, and said."""
+    out = []
+    for row in rows:
         try:
             done = shown(row)
         except (KeyError, TypeError, ValueError) as exc:
-            log.error("event %d of dialog %s cannot be shown, passed over: %r", row.pts, row.dialog_key, exc)
+            log.error("an event of %s cannot be shown, passed over: %r (%r)", where, exc, row[:3])
             continue
         if done is not None:
-            rows.append(done)
-    return page._replace(rows=rows)
+            out.append(done)
+    return out
+
+
+def _shown_dialog_page(page: dialog_log.DialogEventPage) -> dialog_log.DialogEventPage:
+    return page._replace(rows=_shown_rows(page.rows, "a dialog's log"))
 
 
 def _shown_page(page: event_log.EventPage) -> event_log.EventPage:
-    rows = []
-    for row in page.rows:
-        try:
-            done = shown(row)
-        except (KeyError, TypeError, ValueError) as exc:
-            # One unreadable row must not stop the log behind it (a catch-up
-            # would Resync on it forever): it is passed over, and said.
-            log.error("event %d of user %d cannot be shown, passed over: %r", row.seq, row.user_id, exc)
-            continue
-        if done is not None:
-            rows.append(done)
-    return page._replace(rows=rows)
+    return page._replace(rows=_shown_rows(page.rows, "a user's log"))
 
 
 class _Encoded:

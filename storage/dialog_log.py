@@ -19,7 +19,7 @@ from typing import Any, NamedTuple
 import orjson
 
 from .db import Database
-from .messages import MessageRow
+from .messages import MESSAGE_NOW_COLUMNS, MESSAGE_NOW_MEDIA, MessageRow, message_now
 
 
 class DialogEventRow(NamedTuple):
@@ -57,12 +57,10 @@ RETURNING pts, created_at, (SELECT key FROM bumped) AS dialog_key
 
 #: $1 dialog key, $2 reader, $3 after, $4 limit.  The reader must be a member
 #: now (or the event is their own removal), and reads from where they joined.
-READ_AFTER_SQL = """
+READ_AFTER_SQL = f"""
 SELECT e.pts, e.kind, e.payload::text AS payload, e.created_at, d.key AS dialog_key,
        (dm.user_id IS NOT NULL AND e.pts > dm.joined_pts) OR coalesce(e.subject_id = $2, false) AS visible,
-       m.id AS message_id, m.key, m.author_id, m.content, m.created_at AS message_created_at, m.updated_at,
-       m.deleted_at, m.forwarded_key, m.important, coalesce(media.keys, '{}') AS media,
-       coalesce(media.positions, '{}') AS positions
+       {MESSAGE_NOW_COLUMNS}
 FROM (
     SELECT ev.* FROM dialog_events ev
     WHERE ev.dialog_id = (SELECT id FROM dialogs WHERE key = $1) AND ev.pts > $3 ORDER BY ev.pts LIMIT $4
@@ -70,12 +68,7 @@ FROM (
 JOIN dialogs d ON d.id = e.dialog_id
 LEFT JOIN dialog_members dm ON dm.dialog_id = e.dialog_id AND dm.user_id = $2
 LEFT JOIN messages m ON m.dialog_id = e.dialog_id AND m.id = e.message_id
-LEFT JOIN LATERAL (
-    SELECT array_agg(mm.media_key ORDER BY mm.position, mm.media_key) AS keys,
-           array_agg(mm.position ORDER BY mm.position, mm.media_key) AS positions
-    FROM message_media mm
-    WHERE m.id IS NOT NULL AND mm.dialog_id = m.dialog_id AND mm.message_id = m.id
-) AS media ON true
+{MESSAGE_NOW_MEDIA}
 ORDER BY e.pts
 """
 
@@ -115,10 +108,7 @@ async def read_after(db: Database, dialog_key: str, reader_id: int, after: int, 
             r["kind"],
             None if r["payload"] is None else orjson.loads(r["payload"]),
             r["created_at"],
-            None if r["message_id"] is None else MessageRow(
-                r["message_id"], r["key"], r["author_id"], r["content"], r["message_created_at"], r["updated_at"],
-                r["deleted_at"], r["forwarded_key"], r["important"], r["media"], r["positions"],
-            ),
+            message_now(r),
             r["dialog_key"],
         )
         for r in records

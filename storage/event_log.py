@@ -21,7 +21,7 @@ import orjson
 
 from .db import Database
 from .errors import LogTrimmed
-from .messages import MessageRow
+from .messages import MESSAGE_NOW_COLUMNS, MESSAGE_NOW_MEDIA, MessageRow, message_now
 
 
 class EventRow(NamedTuple):
@@ -85,12 +85,10 @@ RETURNING user_id, seq, created_at, dialog_id
 #: shows in every log at once and no log holds a copy of any text.  The
 #: filter runs over a page of the log, not before the limit: ``through``
 #: tells how far the page reached.
-READ_AFTER_SQL = """
+READ_AFTER_SQL = f"""
 SELECT e.seq, e.kind, e.payload::text AS payload, e.created_at, d.key AS dialog_key, e.dialog_id,
        (e.dialog_id IS NULL OR dm.user_id IS NOT NULL OR coalesce(e.subject_id = e.user_id, false)) AS visible,
-       m.id AS message_id, m.key, m.author_id, m.content, m.created_at AS message_created_at, m.updated_at,
-       m.deleted_at, m.forwarded_key, m.important, coalesce(media.keys, '{}') AS media,
-       coalesce(media.positions, '{}') AS positions
+       {MESSAGE_NOW_COLUMNS}
 FROM (
     SELECT ev.* FROM events ev
     WHERE ev.user_id = $1 AND ev.seq > $2 ORDER BY ev.seq LIMIT $3
@@ -98,12 +96,7 @@ FROM (
 LEFT JOIN dialogs d ON d.id = e.dialog_id
 LEFT JOIN dialog_members dm ON dm.dialog_id = e.dialog_id AND dm.user_id = e.user_id
 LEFT JOIN messages m ON m.dialog_id = e.dialog_id AND m.id = e.message_id
-LEFT JOIN LATERAL (
-    SELECT array_agg(mm.media_key ORDER BY mm.position, mm.media_key) AS keys,
-           array_agg(mm.position ORDER BY mm.position, mm.media_key) AS positions
-    FROM message_media mm
-    WHERE m.id IS NOT NULL AND mm.dialog_id = m.dialog_id AND mm.message_id = m.id
-) AS media ON true
+{MESSAGE_NOW_MEDIA}
 ORDER BY e.seq
 """
 
@@ -160,10 +153,7 @@ async def read_after(db: Database, user_id: int, after: int, limit: int) -> Even
             r["kind"],
             None if r["payload"] is None else orjson.loads(r["payload"]),
             r["created_at"],
-            None if r["message_id"] is None else MessageRow(
-                r["message_id"], r["key"], r["author_id"], r["content"], r["message_created_at"], r["updated_at"],
-                r["deleted_at"], r["forwarded_key"], r["important"], r["media"], r["positions"],
-            ),
+            message_now(r),
             r["dialog_key"],
             r["dialog_id"],
         )

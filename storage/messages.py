@@ -545,6 +545,28 @@ async def newest_page(
     return [MessageRow._make(r) for r in rows]
 
 
+#: A message as it is now, beside an event that names it (``m``: the
+#: messages row, NULL when there is none; ``MESSAGE_NOW_MEDIA`` joined after
+#: it): what a read of either event log shows instead of a copy.
+MESSAGE_NOW_COLUMNS = """m.id AS message_id, m.key, m.author_id, m.content, m.created_at AS message_created_at,
+       m.updated_at, m.deleted_at, m.forwarded_key, m.important, coalesce(media.keys, '{}') AS media,
+       coalesce(media.positions, '{}') AS positions"""
+MESSAGE_NOW_MEDIA = """LEFT JOIN LATERAL (
+    SELECT array_agg(mm.media_key ORDER BY mm.position, mm.media_key) AS keys,
+           array_agg(mm.position ORDER BY mm.position, mm.media_key) AS positions
+    FROM message_media mm
+    WHERE m.id IS NOT NULL AND mm.dialog_id = m.dialog_id AND mm.message_id = m.id
+) AS media ON true"""
+
+
+def message_now(r: Any) -> MessageRow | None:
+    """The message of a record selected with ``MESSAGE_NOW_COLUMNS``; None if there was none."""
+    if r["message_id"] is None:
+        return None
+    return MessageRow(r["message_id"], r["key"], r["author_id"], r["content"], r["message_created_at"],
+                      r["updated_at"], r["deleted_at"], r["forwarded_key"], r["important"], r["media"], r["positions"])
+
+
 #: $1 dialog id, $2 take: the newest messages as every member sees them (no
 #: one's hidden messages left out, no read marks): the page the server keeps
 #: in memory (server/history_cache.py).

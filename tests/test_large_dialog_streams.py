@@ -5,12 +5,24 @@ gets every message once, in order, live and after being away."""
 from __future__ import annotations
 
 import asyncio
+import secrets
 
 import pytest
 
 from protocol.events import FollowDialog, MembersAdded, NewMessage
 
 pytestmark = pytest.mark.asyncio
+
+
+async def registered(connect, server, count: int) -> list:
+    """``count`` new users on ``server``, each logged in on its own connection."""
+    users = []
+    for _ in range(count):
+        c = await connect(target=server)
+        login = f"u{secrets.token_hex(6)}"
+        await c.register(login, f"{login}@example.org", "correct horse battery")
+        users.append(c)
+    return users
 
 
 async def next_of(stream, kind, timeout: float = 10.0):
@@ -22,12 +34,7 @@ async def next_of(stream, kind, timeout: float = 10.0):
 
 async def test_a_dialog_that_grows_past_the_limit_is_followed_by_pts(start_server, connect):
     server = start_server("--large-dialog-members", "3")
-    users = []
-    for _ in range(5):
-        c = await connect(target=server)
-        login = f"ld{id(c)}"
-        await c.register(login, f"{login}@example.org", "correct horse battery")
-        users.append(c)
+    users = await registered(connect, server, 5)
     alice, bob, carol, dave, erin = users
     streams = [await c.events().start() for c in users]
     dialog = await alice.create_dialog("grows", private=False, members=[bob.user_id, carol.user_id])
@@ -60,12 +67,7 @@ async def test_a_dialog_that_grows_past_the_limit_is_followed_by_pts(start_serve
 
 async def test_a_follower_who_was_away_gets_what_it_missed_once(start_server, connect):
     server = start_server("--large-dialog-members", "2")
-    users = []
-    for _ in range(3):
-        c = await connect(target=server)
-        login = f"la{id(c)}"
-        await c.register(login, f"{login}@example.org", "correct horse battery")
-        users.append(c)
+    users = await registered(connect, server, 3)
     alice, bob, carol = users
     dialog = await alice.create_dialog("big from the start", members=[bob.user_id, carol.user_id])
     stream = await bob.events().start()  # from now: the answer names the dialog's stream and where it starts
@@ -86,14 +88,8 @@ async def test_a_follower_who_was_away_gets_what_it_missed_once(start_server, co
 async def large_dialog_across_nodes(node_a, node_b, connect) -> None:
     """Members on node B follow a large dialog whose messages are sent on
     node A; one of them is killed away meanwhile and catches up by pts."""
-    async def member(node, prefix):
-        c = await connect(target=node)
-        login = f"{prefix}{id(c)}"
-        await c.register(login, f"{login}@example.org", "correct horse battery")
-        return c
-
-    alice = await member(node_a, "xa")
-    bob, carol = await member(node_b, "xb"), await member(node_b, "xc")
+    (alice,) = await registered(connect, node_a, 1)
+    bob, carol = await registered(connect, node_b, 2)
     dialog = await alice.create_dialog("across", members=[bob.user_id, carol.user_id])
     streams = [await c.events().start() for c in (bob, carol)]
     for stream in streams:
@@ -147,12 +143,7 @@ async def test_a_large_dialog_across_nodes_over_nats(start_server, new_database,
 
 async def test_growing_past_the_limit_while_messages_flow_loses_and_repeats_nothing(start_server, connect):
     server = start_server("--large-dialog-members", "3")
-    users = []
-    for _ in range(4):
-        c = await connect(target=server)
-        login = f"lg{id(c)}"
-        await c.register(login, f"{login}@example.org", "correct horse battery")
-        users.append(c)
+    users = await registered(connect, server, 4)
     alice, bob, carol, dave = users
     dialog = await alice.create_dialog("growing", private=False, members=[bob.user_id, carol.user_id])
     stream = await carol.events().start()
@@ -178,12 +169,7 @@ async def test_growing_past_the_limit_while_messages_flow_loses_and_repeats_noth
 
 async def test_a_late_joiner_reads_history_and_follows_from_where_it_joined(start_server, connect):
     server = start_server("--large-dialog-members", "2")
-    users = []
-    for _ in range(4):
-        c = await connect(target=server)
-        login = f"lj{id(c)}"
-        await c.register(login, f"{login}@example.org", "correct horse battery")
-        users.append(c)
+    users = await registered(connect, server, 4)
     alice, bob, carol, late = users
     dialog = await alice.create_dialog("big", private=False, members=[bob.user_id, carol.user_id])
     before = [await alice.send_message(dialog, f"before {i}") for i in range(3)]
