@@ -13,6 +13,7 @@ Both therefore revoke, and tell, exactly the same way.
 from __future__ import annotations
 
 from protocol.session import Sessia
+from protocol.status import Unauthorized
 from storage import sessions as session_store
 from storage import users
 from storage.db import Database
@@ -48,6 +49,20 @@ async def open_session(db: Database, user_id: int, sessia: Sessia) -> tuple[str,
         client_version=client.version if client else "",
     )
     return token, Session(row.id, user_id, sessia.device.deviceid, digest)
+
+
+async def lock_account(db: Database, session: Session) -> users.User:
+    """Inside a transaction that changes an account's sessions or credentials:
+    the account's row first, then the session's (the order every such change
+    takes), and both still there.  Until the commit no other such change of
+    the account runs, and the session making this one cannot be revoked: a
+    change that came first is seen (401), one that comes second waits."""
+    locked = await users.lock_for_update(db, session.user_id)
+    if locked is None:
+        raise Unauthorized("account no longer exists")
+    if not await session_store.lock_live(db, session.id):
+        raise Unauthorized("invalid or revoked token")
+    return locked
 
 
 async def revoke_sessions(db: Database, user_id: int, *, keep: int | None = None) -> tuple[list[int], Revocation]:

@@ -9,7 +9,7 @@ stays valid).  A reserved code is not usable until the caller marks it sent
 (``email_codes.mark_sent``) in the transaction that applies its request, so a
 request refused after the mail went leaves no usable code (``discard_code``).
 
-Checking: ``check_code`` reads the pending code under its row lock, counts a
+Checking: ``verify_code`` reads the pending code under its row lock, counts a
 wrong guess (committed even though the request is refused) and consumes a
 right one, so the attempts limit holds against guesses that race.
 """
@@ -85,7 +85,7 @@ class Verdict:
     attempts_left: int = 0
 
 
-async def check_code(
+async def verify_code(
     db: Database, user_id: int, purpose: str, code: str, *, max_attempts: int, for_email: str | None = None
 ) -> Verdict:
     """Check ``code`` against the account's pending code of ``purpose``, inside

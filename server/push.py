@@ -414,19 +414,12 @@ class PushHub:
                 self._send_dialog_frame(sub, row, frame)
 
     def _send_dialog_frame(self, sub: Subscription, row: dialog_log.DialogEventRow, frame: bytes) -> bool:
-        conn = sub.conn
-        transport = conn.transport
-        if transport is None or transport.is_closing():
-            self.unsubscribe(conn)
-            return False
-        if conn.write_buffer_size > self.buffer_limit:
-            conn.send(encode_push(RESYNC, {"LastSeq": sub.after}, sub.codec))
-            self.unsubscribe(conn)
+        if not self._room_for_push(sub):
             return False
         key = row.dialog_key or ""
         assert sub.follows is not None
         sub.follows[key] = row.pts
-        conn.send(frame)
+        sub.conn.send(frame)
         self.pushed += 1
         if row.kind == MEMBER_KICKED and row.payload is not None and row.payload.get("Id") == sub.user_id:
             self._unfollow(sub, key)  # their own removal is the stream's last event for them
@@ -474,8 +467,7 @@ class PushHub:
         except Exception as exc:
             log.warning("reading dialog %s for user %d failed: %s", key, sub.user_id, exc)
             if not sub.dropped:
-                sub.conn.send(encode_push(RESYNC, {"LastSeq": sub.after}, sub.codec))
-                self.unsubscribe(sub.conn)
+                self._resync(sub)
         finally:
             reading.pop(key, None)
 
@@ -585,7 +577,11 @@ class PushHub:
         if early and not sub.dropped and max(early) > sub.after:
             self._start_catch_up(sub)
 
-    def _send_frame(self, sub: Subscription, row: event_log.EventRow, frame: bytes) -> bool:
+    def _room_for_push(self, sub: Subscription) -> bool:
+        """Whether ``sub``'s connection can take another push.  A closed one
+        ends the subscription; one over ``buffer_limit`` is told to resync
+        and the subscription ends (the client subscribes again from its
+        positions): a reader that does not read holds bounded memory."""
         conn = sub.conn
         transport = conn.transport
         if transport is None or transport.is_closing():
@@ -593,9 +589,19 @@ class PushHub:
             return False
         if conn.write_buffer_size > self.buffer_limit:
             log.info("push buffer of %s over %d bytes: asking it to resync", conn.peer, self.buffer_limit)
-            conn.send(encode_push(RESYNC, {"LastSeq": sub.after}, sub.codec))
-            self.unsubscribe(conn)
+            self._resync(sub)
             return False
+        return True
+
+    def _resync(self, sub: Subscription) -> None:
+        """End ``sub`` with a ``Resync`` push: subscribe again from ``LastSeq``."""
+        sub.conn.send(encode_push(RESYNC, {"LastSeq": sub.after}, sub.codec))
+        self.unsubscribe(sub.conn)
+
+    def _send_frame(self, sub: Subscription, row: event_log.EventRow, frame: bytes) -> bool:
+        if not self._room_for_push(sub):
+            return False
+        conn = sub.conn
         sub.after = row.seq
         if sub.still_member(row):
             conn.send(frame)
@@ -641,8 +647,7 @@ class PushHub:
         except Exception as exc:
             log.warning("catch-up for user %d failed: %s", sub.user_id, exc)
             if not sub.dropped:
-                sub.conn.send(encode_push(RESYNC, {"LastSeq": sub.after}, sub.codec))
-                self.unsubscribe(sub.conn)
+                self._resync(sub)
         finally:
             sub.catching_up = False
 

@@ -30,14 +30,13 @@ from protocol.requests.devices import (
     ResetPassword,
     RevokeSession,
 )
-from protocol.status import NotFound, SessiaError, Unauthorized, Unavailable, Unprocessable, ok
+from protocol.status import NotFound, SessiaError, Unavailable, Unprocessable, ok
 from storage import email_codes, users
 from storage import sessions as session_store
 from storage.errors import StorageError
 
 from .. import accounts
-from ..changes import Change
-from ..codes import RESET, Outcome, check_code, mail_code
+from ..codes import RESET, Outcome, mail_code, verify_code
 from ..mail import code_lifetime
 from ..routes import Call, route
 from ..sessions import Session
@@ -95,7 +94,7 @@ async def revoke_session(call: Call) -> dict[str, Any]:
     assert call.session is not None
     if req.all:
         async with call.app.changes("sessions.revoke_all") as ch:
-            await _still_live(ch, call.session)
+            await accounts.lock_account(ch.db, call.session)  # the second of two at once is refused
             ids, revoked = await accounts.revoke_sessions(ch.db, call.user_id, keep=call.session.id)
             ch.after_commit(lambda: call.app.sessions_ended(revoked, call.conn))
         return ok("sessions revoked", Revoked=sorted(ids))
@@ -105,20 +104,10 @@ async def revoke_session(call: Call) -> dict[str, Any]:
         raise NotFound("no such session")
     session = Session(row.id, row.user_id, row.device_id, row.token_hash)
     async with call.app.changes("sessions.revoke") as ch:
-        await _still_live(ch, call.session)
+        await accounts.lock_account(ch.db, call.session)  # the second of two at once is refused
         one = await accounts.revoke_session(ch.db, session)
         ch.after_commit(lambda: call.app.sessions_ended(one, call.conn, token_digest=session.token_hash))
     return ok("session revoked", Revoked=[row.id])
-
-
-async def _still_live(ch: Change, session: Session) -> None:
-    """Decided again in the revoking transaction: one revocation of an account
-    at a time (its row locked), and only by a session that is still live
-    then.  Two devices revoking each other at once: the second is refused,
-    never obeyed after its own session ended."""
-    await users.lock_for_update(ch.db, session.user_id)
-    if not await session_store.lock_live(ch.db, session.id):
-        raise Unauthorized("invalid or revoked token")
 
 
 # -- password reset ----------------------------------------------------------------------
@@ -210,7 +199,7 @@ async def set_new_password(call: Call, req: ResetPassword) -> None:
     if user is None or not user.email_confirmed:
         raise Unprocessable(WRONG_RESET_CODE)
     async with app.changes("reset.confirm") as ch:
-        verdict = await check_code(ch.db, user.id, RESET, code, max_attempts=app.config.email_code_max_attempts,
+        verdict = await verify_code(ch.db, user.id, RESET, code, max_attempts=app.config.email_code_max_attempts,
                                    for_email=user.email)
         if verdict.outcome is Outcome.RIGHT:
             password_hash = await app.passwords.hash(new_password)

@@ -25,11 +25,10 @@ from protocol.status import (
     ok,
 )
 from storage import email_codes, media, users
-from storage import sessions as session_store
 from storage.errors import StorageError
 
 from .. import accounts
-from ..codes import CONFIRM, Outcome, Verdict, check_code, discard_code, mail_code
+from ..codes import CONFIRM, Outcome, Verdict, discard_code, mail_code, verify_code
 from ..mail import code_lifetime
 from ..routes import Call, route
 from ..sessions import Session
@@ -112,11 +111,7 @@ async def apply_change(
         # the session must still be live, and a password change needs the
         # password it checked to still be the account's (two changes with
         # the same old password: the second is refused, not applied).
-        locked = await users.lock_for_update(ch.db, me.id)  # the account's row first, its sessions after
-        if locked is None:
-            raise Unauthorized("account no longer exists")
-        if not await session_store.lock_live(ch.db, session.id):
-            raise Unauthorized("invalid or revoked token")
+        locked = await accounts.lock_account(ch.db, session)
         if new_hash is not None and locked.password_hash != me.password_hash:
             raise Forbidden("old password is wrong")
         if code_id is not None:
@@ -240,7 +235,7 @@ async def confirm_code(call: Call, code: str) -> None:
     sent to becomes the account's confirmed email.  A wrong guess is counted
     (committed) even though the request is refused."""
     async with call.app.changes("email.confirm") as ch:
-        verdict = await check_code(ch.db, call.user_id, CONFIRM, code,
+        verdict = await verify_code(ch.db, call.user_id, CONFIRM, code,
                                    max_attempts=call.app.config.email_code_max_attempts)
         if verdict.outcome is Outcome.RIGHT:
             assert verdict.pending is not None
