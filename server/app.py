@@ -32,6 +32,7 @@ import asyncpg
 
 from storage import clients as client_store
 from storage import event_log
+from storage.blobs import BlobStore, LocalBlobs
 from storage.db import Database
 from storage.embedded import EmbeddedError, EmbeddedPostgres
 from storage.migrate import available, current_version, migrate, pending
@@ -69,9 +70,13 @@ LAST_SEEN_INTERVAL = 30.0
 
 
 class App:
-    def __init__(self, config: Config, db: Database, broker: Broker | None = None) -> None:
+    def __init__(
+        self, config: Config, db: Database, broker: Broker | None = None, blobs: BlobStore | None = None
+    ) -> None:
         self.config = config
         self.db = db
+        #: where media bytes live (storage/blobs.py); local disk unless configured
+        self.blobs: BlobStore = blobs or LocalBlobs(config.media_dir)
         self.passwords = Passwords(
             time_cost=config.argon2_time_cost,
             memory_kib=config.argon2_memory_kib,

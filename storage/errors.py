@@ -52,3 +52,12 @@ class IdentityTaken(StorageError):
     def __init__(self, field: str) -> None:
         self.field = field
         super().__init__(f"{field} is already taken")
+
+
+class BlobMissing(StorageError):
+    """The bytes of a stored file are not in the blob store (removed by hand,
+    or a store that lost them): a row points at content that is not there."""
+
+    def __init__(self, sha256: bytes) -> None:
+        self.sha256 = sha256
+        super().__init__(f"blob {sha256.hex()} is missing from the store")

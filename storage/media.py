@@ -1,5 +1,5 @@
-"""Media metadata.  The bytes live on disk, content-addressed by SHA-256
-(server/media_files.py); a row here is what makes a file reachable by key."""
+"""Media metadata.  The bytes live in the blob store, content-addressed by
+SHA-256 (storage/blobs.py); a row here is what makes a file reachable by key."""
 
 from __future__ import annotations
 

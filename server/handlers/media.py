@@ -1,6 +1,6 @@
 """Media: upload a file (``Media``) and download one by key (``GetMedia``).
 
-Uploads are content-addressed on disk (server/media_files.py) and recorded in
+Uploads are content-addressed in the blob store (storage/blobs.py) and recorded in
 PostgreSQL under a random, opaque key.  A download is allowed to the uploader,
 to members of a dialog where the file is attached, and to anyone for profile
 and dialog photos; everyone else gets the same 404 as for a key that does not
@@ -18,8 +18,8 @@ from protocol.requests import GET_MEDIA, MEDIA
 from protocol.requests.media import MediaDownload, MediaUpload, wants_dialog_listing
 from protocol.status import InternalError, NotFound, ok
 from storage import media
+from storage.errors import BlobMissing
 
-from ..media_files import MediaStore
 from ..routes import Call, route
 from .dialogs import dialog_media
 
@@ -28,17 +28,13 @@ log = logging.getLogger("sessia.media")
 KEY_BYTES = 16  # 32 hex characters, like the original's keys
 
 
-def _store(call: Call) -> MediaStore:
-    return MediaStore(call.app.config.media_dir)
-
-
 @route(MEDIA)
 async def upload(call: Call) -> dict[str, Any]:
     call.app.limits.media.check(call.user_id)
     req = MediaUpload.parse(call.body, call.app.config.max_media_size)
     # Bytes first, row second: a crash in between leaves an unreferenced file,
     # never a key that points at nothing.
-    sha256 = await _store(call).save(req.data)
+    sha256 = await call.app.blobs.put_bytes(req.data)
     for _ in range(3):  # a clash of 128 random bits is not expected, only tolerated
         async with call.app.changes("media.insert") as ch:
             row = await media.insert_media(
@@ -68,9 +64,9 @@ async def get_media(call: Call) -> dict[str, Any]:
     size = answer_size(row.size, call.codec)
     await call.conn.room_for(size)
     try:
-        data = await _store(call).read(row.sha256)
+        data = await call.app.blobs.read(row.sha256)
         return ok("Media sent", BytesBase64=data, Extension=row.extension, Hash=row.key)
-    except FileNotFoundError:
+    except BlobMissing:
         log.error("media %s: file %s is missing from the store", row.key, row.sha256.hex())
         raise InternalError("media file is missing on the server") from None
     finally:
