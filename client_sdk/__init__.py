@@ -9,7 +9,7 @@ the typed events of ``protocol.events``.
 
 from protocol.answers import DialogItem, MediaItem, MessageItem, SessionItem, UserItem
 from protocol.codecs import Codec
-from protocol.events import Event, Typing
+from protocol.events import DialogGap, Event, Typing
 
 from .api.dialogs import DialogMembers
 from .api.media import MediaFile
@@ -26,6 +26,7 @@ __all__ = [
     "ClientBuild",
     "Codec",
     "Device",
+    "DialogGap",
     "DialogItem",
     "DialogMembers",
     "DialogSearch",

@@ -172,11 +172,23 @@ class Client(ProfilesAPI, FriendsAPI, MediaAPI, DialogsAPI, MessagesAPI, SearchA
 
     # -- pushes ----------------------------------------------------------------------
 
-    def events(self, after: int | None = None, *, reconnect: bool = True, max_backoff: float = 5.0) -> EventStream:
+    def events(
+        self,
+        after: int | None = None,
+        *,
+        dialogs: dict[str, int] | None = None,
+        reconnect: bool = True,
+        max_backoff: float = 5.0,
+    ) -> EventStream:
         """Live events from ``after`` (the last seq seen; None = from now), with
         automatic reconnect and catch-up.  Iterate with ``async for``: each item
-        is an ``Update(seq, event)`` with a typed ``protocol.events`` event."""
-        return EventStream(self, after, reconnect=reconnect, max_backoff=max_backoff)
+        is an ``Update(seq, event)`` with a typed ``protocol.events`` event.
+        ``dialogs`` gives the last pts seen of large dialogs (as kept from
+        ``stream.dialog_pts`` by a client that stores its positions), so their
+        events are caught up too."""
+        stream = EventStream(self, after, reconnect=reconnect, max_backoff=max_backoff)
+        stream.dialog_pts.update(dialogs or {})
+        return stream
 
     async def next_push(self) -> Push:
         return await self.transport.pushes.get()

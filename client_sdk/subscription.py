@@ -3,7 +3,10 @@
 Each item is an ``Update(seq, event)``: ``event`` is the typed event of
 ``protocol.events`` (``NewMessage``, ``MemberKicked``, ... or ``Typing``) and
 ``seq`` its position in the user's log (None for ``Typing``, which is not
-logged).  An event kind or push name this version does not know (a newer
+logged).  A large dialog's events come with their ``pts`` instead; a
+``DialogGap`` item says that dialog's log was trimmed past the stream's
+position while it was away: reload that dialog's messages, the stream goes on
+after its ``pts``.  An event kind or push name this version does not know (a newer
 server may send more) is skipped, as docs/protocol.md asks of a client; its
 seq still counts as seen, so it is not replayed either.
 
@@ -27,9 +30,11 @@ from typing import TYPE_CHECKING, Any
 
 from protocol.events import (
     PUSH_DIALOG_EVENT,
+    PUSH_DIALOG_GAP,
     PUSH_EVENT,
     PUSH_RESYNC,
     PUSH_TYPING,
+    DialogGap,
     Event,
     FollowDialog,
     Typing,
@@ -52,7 +57,7 @@ class Update:
     own log instead)."""
 
     seq: int | None
-    event: Event | Typing
+    event: Event | Typing | DialogGap
     pts: int | None = None
 
 
@@ -121,6 +126,12 @@ class EventStream:
                 if dialog_event is None:
                     continue
                 return Update(None, dialog_event, pts)
+            if push.name == PUSH_DIALOG_GAP:
+                gap = DialogGap.from_payload(push.body)
+                if gap.pts <= self.dialog_pts.get(gap.dialog_key, -1):
+                    continue
+                self.dialog_pts[gap.dialog_key] = gap.pts
+                return Update(None, gap, gap.pts)
             if push.name == PUSH_RESYNC:
                 self._subscribed = False
                 continue

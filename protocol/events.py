@@ -14,8 +14,9 @@ seeing its events), ``message`` (the key of the message it carries: a read of
 the log shows that message as it is now) and ``subject`` (the user an event
 is about, where a removed member must still see it: their own removal).
 
-Besides logged events, two pushes carry no ``Seq``: ``Typing`` (ephemeral) and
-``Resync`` (subscribe again from ``LastSeq``).
+Besides logged events, three pushes carry no ``Seq``: ``Typing`` (ephemeral),
+``Resync`` (subscribe again from ``LastSeq``) and ``DialogGap`` (a large
+dialog's log no longer reaches back to the follower's ``Pts``).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ PUSH_EVENT = "Event"
 PUSH_RESYNC = "Resync"  # LastSeq: subscribe again from there
 PUSH_TYPING = "Typing"  # PkDialog, Id: ephemeral, no Seq
 PUSH_DIALOG_EVENT = "DialogEvent"  # PkDialog, Pts, Kind, ...: an event of a large dialog's own log
+PUSH_DIALOG_GAP = "DialogGap"  # PkDialog, Pts: a large dialog's log no longer reaches back; continue after Pts
 
 
 @dataclass(frozen=True, slots=True)
@@ -357,3 +359,22 @@ class Typing:
     @classmethod
     def from_payload(cls, payload: dict[str, Any]) -> Typing:
         return cls(payload["PkDialog"], int(payload["Id"]))
+
+
+@dataclass(frozen=True, slots=True)
+class DialogGap:
+    """Push ``DialogGap``: the events of the large dialog ``dialog_key`` after
+    the follower's position are no longer kept (its log was trimmed while the
+    client was away).  The stream continues after ``pts``; the client reloads
+    the dialog's messages (``GetMessages``) to fill what it missed.  Not
+    logged, no ``Seq``."""
+
+    dialog_key: str
+    pts: int
+
+    def to_payload(self) -> dict[str, Any]:
+        return {"PkDialog": self.dialog_key, "Pts": self.pts}
+
+    @classmethod
+    def from_payload(cls, payload: dict[str, Any]) -> DialogGap:
+        return cls(str(payload["PkDialog"]), int(payload["Pts"]))

@@ -31,7 +31,7 @@ import aiosmtplib
 import asyncpg
 
 from storage import clients as client_store
-from storage import event_log
+from storage import dialog_log, event_log
 from storage.blobs import BlobStore, LocalBlobs
 from storage.db import Database
 from storage.embedded import EmbeddedError, EmbeddedPostgres
@@ -241,11 +241,13 @@ async def _sweep(app: App, stop: asyncio.Event) -> None:
 
 
 async def _trim_events(app: App, stop: asyncio.Event) -> None:
-    """Keep the catch-up log within its retention (docs/protocol.md)."""
+    """Keep the catch-up logs (users' and large dialogs') within their retention (docs/protocol.md)."""
     while not stop.is_set():
         try:
-            removed = await event_log.trim(
-                app.db, keep_days=app.config.event_keep_days, keep_per_user=app.config.event_keep_per_user
+            cfg = app.config
+            removed = await event_log.trim(app.db, keep_days=cfg.event_keep_days, keep_per_user=cfg.event_keep_per_user)
+            removed += await dialog_log.trim(
+                app.db, keep_days=cfg.event_keep_days, keep_per_dialog=cfg.event_keep_per_dialog
             )
             if removed:
                 log.info("trimmed %d old events", removed)

@@ -75,6 +75,7 @@ class Config:
     socket_send_buffer: int = 0
     event_keep_days: float = 30.0
     event_keep_per_user: int = 100_000
+    event_keep_per_dialog: int = 100_000
     event_trim_interval: float = 3600.0
     # email confirmation codes (docs/api/profiles.md)
     email_code_ttl: float = 900.0
@@ -314,6 +315,9 @@ def build_parser(*, add_help: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--event-keep-per-user", type=int,
                    default=d.event_keep_per_user,
                    help="newest events kept per user in the catch-up log (default %(default)s)")
+    p.add_argument("--event-keep-per-dialog", type=int,
+                   default=d.event_keep_per_dialog,
+                   help="newest events kept in each large dialog's own log (default %(default)s)")
     p.add_argument("--event-trim-interval", type=float,
                    default=d.event_trim_interval,
                    help="seconds between passes that trim the event log (default %(default)s)")

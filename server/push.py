@@ -32,9 +32,11 @@ from protocol.events import (
     MESSAGE_EDITED,
     NEW_MESSAGE,
     PUSH_DIALOG_EVENT,
+    PUSH_DIALOG_GAP,
     PUSH_EVENT,
     PUSH_RESYNC,
     PUSH_TYPING,
+    DialogGap,
     MessageEvent,
     NewMessage,
 )
@@ -42,6 +44,7 @@ from protocol.frames import PushTemplate, encode_push
 from storage import dialog_log, event_log
 from storage import dialogs as dialog_store
 from storage.db import Database
+from storage.errors import DialogLogTrimmed
 
 from .broker import Broker, chunk_items
 from .history_cache import PageCache
@@ -425,6 +428,17 @@ class PushHub:
             self._unfollow(sub, key)  # their own removal is the stream's last event for them
         return True
 
+    def _send_gap(self, sub: Subscription, key: str, pts: int) -> bool:
+        """The dialog's log no longer reaches back to where ``sub`` is: tell
+        the client (``DialogGap``) and follow on from the dialog's newest pts."""
+        if not self._room_for_push(sub):
+            return False
+        assert sub.follows is not None
+        sub.follows[key] = max(sub.follows[key], pts)
+        sub.conn.send(encode_push(PUSH_DIALOG_GAP, DialogGap(key, pts).to_payload(), sub.codec))
+        self.pushed += 1
+        return True
+
     def _dialog_signal(self, key: str, pts: int) -> None:
         """Another node committed an event of the large dialog ``key``."""
         for sub in list(self._by_dialog.get(key, ())):
@@ -450,9 +464,14 @@ class PushHub:
             while not sub.dropped and sub.follows is not None and key in sub.follows:
                 reading[key] = False
                 start = sub.follows[key]
-                page = _shown_dialog_page(
-                    await dialog_log.read_after(self.db, key, sub.user_id, start, CATCH_UP_PAGE)
-                )
+                try:
+                    page = _shown_dialog_page(
+                        await dialog_log.read_after(self.db, key, sub.user_id, start, CATCH_UP_PAGE)
+                    )
+                except DialogLogTrimmed as gone:
+                    if not self._send_gap(sub, key, gone.last_pts):
+                        return
+                    continue
                 for row in page.rows:
                     await self._paced(sub)
                     if sub.dropped or sub.follows is None or key not in sub.follows or row.pts <= sub.follows[key]:

@@ -5,7 +5,7 @@ with its Status code, message and extra fields."""
 from __future__ import annotations
 
 from protocol.status import Conflict, Gone, InternalError, SessiaError, Unavailable
-from storage.errors import IdentityTaken, LogTrimmed, StorageBusy, StorageError, StorageUnavailable
+from storage.errors import DialogLogTrimmed, IdentityTaken, LogTrimmed, StorageBusy, StorageError, StorageUnavailable
 
 #: What a taken login or email is called in the answer (registration and email changes).
 TAKEN_MESSAGES = {
@@ -24,6 +24,12 @@ def status_for(exc: StorageError) -> SessiaError:
         return Gone(
             f"events up to {exc.trimmed_through} are no longer kept: resync and continue from {exc.last_seq}",
             LastSeq=exc.last_seq,
+        )
+    if isinstance(exc, DialogLogTrimmed):
+        return Gone(
+            f"events of this dialog up to {exc.trimmed_through} are no longer kept:"
+            f" reload its messages and continue from {exc.last_pts}",
+            LastPts=exc.last_pts,
         )
     if isinstance(exc, IdentityTaken):
         return Conflict(TAKEN_MESSAGES[exc.field])

@@ -9,6 +9,10 @@ user's ``seq``.  A member reads the events after the later of their position
 and the point they joined (``joined_pts``); a member who left reads nothing
 more but the event of their own removal.  An event that carries a message
 names it (``message_id``) and is read back with the message as it is now.
+
+The log is trimmed by age and to a number of newest events (``trim``);
+``dialogs.trimmed_pts`` remembers how far, and a read from an older position
+raises ``DialogLogTrimmed`` rather than skip what is gone.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from typing import Any, NamedTuple
 import orjson
 
 from .db import Database
+from .errors import DialogLogTrimmed
 from .messages import MESSAGE_NOW_COLUMNS, MESSAGE_NOW_MEDIA, MessageRow, message_now
 
 
@@ -96,10 +101,21 @@ async def append(
 
 async def read_after(db: Database, dialog_key: str, reader_id: int, after: int, limit: int) -> DialogEventPage:
     """The dialog's events after ``after`` (oldest first) as ``reader_id`` may
-    see them now, with the dialog's newest pts."""
-    state = await db.fetchrow("dialog_log.state", "SELECT id, last_pts FROM dialogs WHERE key = $1", dialog_key)
+    see them now, with the dialog's newest pts.
+
+    Raises ``DialogLogTrimmed`` when events the reader could see after
+    ``after`` (it sees none from before it joined) are already trimmed."""
+    state = await db.fetchrow(
+        "dialog_log.state",
+        "SELECT d.id, d.last_pts, d.trimmed_pts, coalesce(dm.joined_pts, 0) AS joined_pts FROM dialogs d"
+        " LEFT JOIN dialog_members dm ON dm.dialog_id = d.id AND dm.user_id = $2 WHERE d.key = $1",
+        dialog_key,
+        reader_id,
+    )
     if state is None:
         return DialogEventPage([], 0, after)
+    if max(after, state["joined_pts"]) < state["trimmed_pts"]:
+        raise DialogLogTrimmed(dialog_key, state["last_pts"], state["trimmed_pts"])
     records = await db.fetch("dialog_log.read_after", READ_AFTER_SQL, dialog_key, reader_id, after, limit)
     rows = [
         DialogEventRow(
@@ -169,3 +185,32 @@ async def set_joined(db: Database, dialog_id: int, user_ids: list[int]) -> None:
         " WHERE d.id = $1 AND dm.dialog_id = d.id AND dm.user_id = ANY($2::bigint[])",
         dialog_id, user_ids,
     )
+
+
+async def trim(db: Database, *, keep_days: float, keep_per_dialog: int) -> int:
+    """Delete large dialogs' events older than ``keep_days`` or beyond the
+    newest ``keep_per_dialog`` of a dialog; remember how far each was trimmed."""
+    async with db.atomic("dialog_log.trim") as tx:
+        rows = await tx.fetch(
+            "dialog_log.trim",
+            """
+            WITH doomed AS (
+                DELETE FROM dialog_events e
+                WHERE e.created_at < now() - make_interval(secs => $1)
+                   OR e.pts <= (SELECT d.last_pts - $2 FROM dialogs d WHERE d.id = e.dialog_id)
+                RETURNING e.dialog_id, e.pts
+            )
+            SELECT dialog_id, max(pts) AS upto, count(*) AS n FROM doomed GROUP BY dialog_id
+            """,
+            keep_days * 86400.0,
+            keep_per_dialog,
+        )
+        if rows:
+            await tx.execute(
+                "dialog_log.trim",
+                "UPDATE dialogs d SET trimmed_pts = GREATEST(d.trimmed_pts, t.upto)"
+                " FROM unnest($1::bigint[], $2::bigint[]) AS t(dialog_id, upto) WHERE d.id = t.dialog_id",
+                [r["dialog_id"] for r in rows],
+                [r["upto"] for r in rows],
+            )
+    return sum(r["n"] for r in rows)

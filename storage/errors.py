@@ -54,6 +54,19 @@ class IdentityTaken(StorageError):
         super().__init__(f"{field} is already taken")
 
 
+class DialogLogTrimmed(StorageError):
+    """A read of a large dialog's log from a position older than the log
+    keeps: the events up to ``trimmed_through`` are gone, and ``last_pts`` is
+    the dialog's newest event now (where a reader that reloads the dialog
+    continues from)."""
+
+    def __init__(self, dialog_key: str, last_pts: int, trimmed_through: int) -> None:
+        self.dialog_key = dialog_key
+        self.last_pts = last_pts
+        self.trimmed_through = trimmed_through
+        super().__init__(f"events of dialog {dialog_key} up to {trimmed_through} are no longer kept")
+
+
 class BlobMissing(StorageError):
     """The bytes of a stored file are not in the blob store (removed by hand,
     or a store that lost them): a row points at content that is not there."""

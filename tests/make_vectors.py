@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from protocol.codecs import Codec, encode_body
-from protocol.events import Typing
+from protocol.events import DialogGap, Typing
 from protocol.frames import (
     HEADER,
     MAGIC,
@@ -236,6 +236,10 @@ def build() -> dict[str, Any]:
         vectors.append(vector(f"push-Resync-{suffix}", "the subscription was dropped: subscribe again",
                               encode_push("Resync", {"LastSeq": 57}, codec), kind="PUSH", codec=codec,
                               request_id=0, frame_name="Resync", body={"LastSeq": 57}))
+        gap = DialogGap(DIALOG, 120000).to_payload()
+        vectors.append(vector(f"push-DialogGap-{suffix}", "a large dialog's log no longer reaches back: reload it",
+                              encode_push("DialogGap", gap, codec), kind="PUSH", codec=codec,
+                              request_id=0, frame_name="DialogGap", body=gap))
         vectors.append(vector(f"error-{suffix}", "an ERROR frame: the body is the Status alone",
                               encode_error(4, 413, "frame payload of 2000000 bytes exceeds the limit of 1048576 bytes",
                                            codec), kind="ERROR", codec=codec, request_id=4, frame_name=None,

@@ -9,7 +9,7 @@ import secrets
 
 import pytest
 
-from protocol.events import FollowDialog, MembersAdded, NewMessage
+from protocol.events import DialogGap, FollowDialog, MembersAdded, NewMessage
 
 pytestmark = pytest.mark.asyncio
 
@@ -185,3 +185,40 @@ async def test_a_late_joiner_reads_history_and_follows_from_where_it_joined(star
     # GetDialogs counts unread for the new member from the start, exactly.
     (item,) = [d for d in await late.dialogs() if d.key == dialog]
     assert item.unread == 4
+
+
+async def test_a_follower_behind_the_trimmed_log_is_told_of_the_gap(start_server, connect):
+    server = start_server(
+        "--large-dialog-members", "2", "--event-keep-per-dialog", "2", "--event-trim-interval", "0.2"
+    )
+    alice, bob, carol = await registered(connect, server, 3)
+    dialog = await alice.create_dialog("trimmed", private=False, members=[bob.user_id, carol.user_id])
+    keys = [await alice.send_message(dialog, f"m{i}") for i in range(5)]  # pts 1..5
+    # The trim keeps the newest two events: a reader from pts 0 is told they are gone.
+    for _ in range(100):
+        answer = await bob.call("GetDialogEvents", {"pkDialog": dialog, "after": 0})
+        if answer["Status"]["code"] == 410:
+            break
+        await asyncio.sleep(0.1)
+    assert answer["Status"] == {
+        "code": 410,
+        "message": "events of this dialog up to 3 are no longer kept: reload its messages and continue from 5",
+    }
+    assert answer["LastPts"] == 5
+    kept = await bob.request("GetDialogEvents", {"pkDialog": dialog, "after": 3})
+    assert [e["Pts"] for e in kept["Events"]] == [4, 5]
+    assert [e["Msg"]["infoMessage"]["msgKey"] for e in kept["Events"]] == keys[3:]
+
+    # A stream that was at pts 0 gets one DialogGap, then what comes next.
+    stream = await bob.events(dialogs={dialog: 0}).start()
+    gap = await next_of(stream, DialogGap)
+    assert gap.event == DialogGap(dialog, 5) and gap.pts == 5
+    assert stream.dialog_pts[dialog] == 5
+    after = await alice.send_message(dialog, "after the gap")
+    update = await next_of(stream, NewMessage)
+    assert (update.event.item.key, update.pts) == (after, 6)
+    # A member who joins after the trim reads from where they joined: no gap.
+    dave = (await registered(connect, server, 1))[0]
+    await dave.join(dialog)
+    fresh = await dave.request("GetDialogEvents", {"pkDialog": dialog, "after": 0})
+    assert fresh["Status"]["code"] == 200 and fresh["LastPts"] == 7
