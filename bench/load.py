@@ -222,6 +222,7 @@ def snapshot(server: Any) -> dict[str, float]:
     busy, total = system_cpu()
     return {
         "server_cpu": rep.cpu_seconds(server.pid) if server.pid else 0.0,
+        "server_kernel_cpu": rep.kernel_cpu_seconds(server.pid) if server.pid else 0.0,
         "server_rss": rep.rss_kib(server.pid) if server.pid else 0,
         "pg_cpu": rep.tree_cpu_seconds(server.pg_pid) if server.pg_pid else 0.0,
         "client_cpu": client_cpu(),
@@ -397,6 +398,8 @@ async def run_scenario(args: argparse.Namespace, server: Any) -> dict[str, Any]:
             "cpu_s": round(server_cpu, 3),
             "cpu_us_per_request": round(server_cpu / requests * 1e6, 1) if requests else 0.0,
             "cpu_share": round(server_cpu / seconds, 3),
+            "kernel_share": round((after["server_kernel_cpu"] - before["server_kernel_cpu"]) / server_cpu, 3)
+            if server_cpu else 0.0,
             "rss_kib_before": before["server_rss"],
             "rss_kib_after": after["server_rss"],
         },

@@ -84,6 +84,16 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
+def kernel_cpu_seconds(pid: int) -> float:
+    """System (kernel) CPU seconds a process has used so far: its socket
+    writes, reads and polling (0 if it is gone)."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return 0.0
+    return int(text[text.rindex(")") + 2 :].split()[12]) / CLOCK_TICKS
+
+
 def rss_kib(pid: int) -> int:
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -215,7 +225,8 @@ def render(report: dict[str, Any]) -> str:
     if s.get("pid"):
         lines.append(
             f"  server pid {s['pid']}: {s['cpu_s']:.2f} CPU s"
-            f" = {s['cpu_us_per_request']:.1f} us per request; RSS {s['rss_kib_before']} -> {s['rss_kib_after']} KiB"
+            f" = {s['cpu_us_per_request']:.1f} us per request ({s.get('kernel_share', 0):.0%} in the kernel);"
+            f" RSS {s['rss_kib_before']} -> {s['rss_kib_after']} KiB"
         )
     d = report.get("database") or {}
     if d.get("cpu_s") is not None:
