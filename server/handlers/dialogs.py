@@ -79,10 +79,12 @@ async def check_photo(db: Database, user_id: int, key: str) -> None:
 async def create_dialog(call: Call) -> dict[str, Any]:
     req = CreateDialog.parse(call.body)
     others = tuple(u for u in req.members if u != call.user_id)
-    await check_users_exist(call.app.db, others, "dialog.idUsers")
-    if req.photo is not None:
-        await check_photo(call.app.db, call.user_id, req.photo)
     async with call.app.changes("dialogs.create") as ch:
+        # Decided in the transaction that creates the dialog: a photo removed
+        # or a block made a moment earlier is seen, not raced past.
+        await check_users_exist(ch.db, others, "dialog.idUsers")
+        if req.photo is not None:
+            await check_photo(ch.db, call.user_id, req.photo)
         await check_no_blocks(ch.db, call.user_id, others)
         dialog = await dialog_store.create_dialog(
             ch.db,
