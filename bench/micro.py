@@ -5,11 +5,19 @@
 
 They measure the CPU cost of the pieces every request pays: body codec, frame
 decoding, and dispatch with a (cached) session check.  No database involved.
+``writes`` measures the floor under every push: one ``send`` of a 300-byte
+frame to each of 1,000 loopback connections, drained by another process, as
+user and kernel CPU per write (on loopback the kernel's receive path runs in
+the sender's time too).
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
+import resource
+import selectors
+import socket
 import sys
 import time
 from collections.abc import Callable
@@ -91,7 +99,49 @@ def dispatch() -> None:
     loop.close()
 
 
-ALL = {"codec": codec, "frames": frames, "dispatch": dispatch}
+def writes(connections: int = 1000, rounds: int = 100, size: int = 300) -> None:
+    listener = socket.create_server(("127.0.0.1", 0), backlog=connections)
+    readers, writers = [], []
+    for _ in range(connections):
+        readers.append(socket.create_connection(listener.getsockname()))
+        writers.append(listener.accept()[0])
+    listener.close()
+    for s in readers + writers:
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    child = os.fork()
+    if child == 0:  # the readers: drain every connection until each has all its bytes
+        sel = selectors.DefaultSelector()
+        for s in readers:
+            s.setblocking(False)
+            sel.register(s, selectors.EVENT_READ)
+        left = connections * rounds * size
+        while left > 0:
+            for key, _ in sel.select(5):
+                sock = key.fileobj
+                assert isinstance(sock, socket.socket)
+                try:
+                    left -= len(sock.recv(1 << 16))
+                except BlockingIOError:
+                    pass
+        os._exit(0)
+    frame = b"x" * size
+    before = resource.getrusage(resource.RUSAGE_SELF)
+    for _ in range(rounds):
+        for s in writers:
+            s.send(frame)
+        time.sleep(0.005)  # one "message" at a time, as a push fan-out at inflight 1
+    after = resource.getrusage(resource.RUSAGE_SELF)
+    os.waitpid(child, 0)
+    for s in readers + writers:
+        s.close()
+    n = connections * rounds
+    user = (after.ru_utime - before.ru_utime) / n * 1e9
+    kernel = (after.ru_stime - before.ru_stime) / n * 1e9
+    print(f"{'send 300 B to one of 1,000 loopback sockets':<44} {user + kernel:>10.0f} ns/op"
+          f"  ({kernel:.0f} in the kernel)")
+
+
+ALL = {"codec": codec, "frames": frames, "dispatch": dispatch, "writes": writes}
 
 
 def main(argv: list[str]) -> int:
