@@ -31,7 +31,7 @@ import aiosmtplib
 import asyncpg
 
 from storage import clients as client_store
-from storage import dialog_log, event_log
+from storage import dialog_log, event_log, rate_limits
 from storage.blobs import BlobStore, LocalBlobs
 from storage.db import Database
 from storage.embedded import EmbeddedError, EmbeddedPostgres
@@ -67,6 +67,8 @@ class StartupError(Exception):
 
 #: Seconds between two writes of the sessions' "last seen" (docs/api/devices.md).
 LAST_SEEN_INTERVAL = 30.0
+#: Seconds between two deletions of the rate-limit budgets that are whole again.
+BUDGET_SWEEP_INTERVAL = 60.0
 
 
 class App:
@@ -87,7 +89,7 @@ class App:
         self.sessions = SessionCache(db, self.clients, config.session_cache_size)
         self.connections: set[Connection] = set()
         self.connections_per_ip: dict[str, int] = {}
-        self.limits = Limits(config)
+        self.limits = Limits(config, db)
         self.broker = broker or LocalBroker()
         self.push = PushHub(db, self.broker, buffer_limit=config.push_buffer_limit,
                             pages=PageCache(int(config.history_cache_mib * (1 << 20))))
@@ -240,21 +242,36 @@ async def _sweep(app: App, stop: asyncio.Event) -> None:
                 conn.close()
 
 
-async def _trim_events(app: App, stop: asyncio.Event) -> None:
-    """Keep the catch-up logs (users' and large dialogs') within their retention (docs/protocol.md)."""
+async def _trim(app: App, stop: asyncio.Event) -> None:
+    """Keep the catch-up logs (users' and large dialogs') within their
+    retention (docs/protocol.md), every ``--event-trim-interval``; and every
+    minute forget the rate-limit budgets that are whole again
+    (storage/rate_limits.py).  All are single DELETEs, safe if several
+    processes run them at once (each row goes once), so nodes each run their
+    own."""
+    loop = asyncio.get_running_loop()
+    next_trim = loop.time()
+    cfg = app.config
     while not stop.is_set():
+        if loop.time() >= next_trim:
+            next_trim = loop.time() + cfg.event_trim_interval
+            try:
+                removed = await event_log.trim(
+                    app.db, keep_days=cfg.event_keep_days, keep_per_user=cfg.event_keep_per_user
+                )
+                removed += await dialog_log.trim(
+                    app.db, keep_days=cfg.event_keep_days, keep_per_dialog=cfg.event_keep_per_dialog
+                )
+                if removed:
+                    log.info("trimmed %d old events", removed)
+            except Exception as exc:
+                log.warning("event trim failed: %s", exc)
         try:
-            cfg = app.config
-            removed = await event_log.trim(app.db, keep_days=cfg.event_keep_days, keep_per_user=cfg.event_keep_per_user)
-            removed += await dialog_log.trim(
-                app.db, keep_days=cfg.event_keep_days, keep_per_dialog=cfg.event_keep_per_dialog
-            )
-            if removed:
-                log.info("trimmed %d old events", removed)
+            await rate_limits.forget_whole(app.db)
         except Exception as exc:
-            log.warning("event trim failed: %s", exc)
+            log.warning("could not forget spent rate limits: %s", exc)
         try:
-            await asyncio.wait_for(stop.wait(), app.config.event_trim_interval)
+            await asyncio.wait_for(stop.wait(), max(0.0, min(next_trim - loop.time(), BUDGET_SWEEP_INTERVAL)))
         except TimeoutError:
             pass
 
@@ -483,7 +500,7 @@ async def _run_until_stopped(
     if ready is not None:
         ready.set()
     sweeper = asyncio.create_task(_sweep(app, stop))
-    trimmer = asyncio.create_task(_trim_events(app, stop))
+    trimmer = asyncio.create_task(_trim(app, stop))
     last_seen = asyncio.create_task(_record_last_seen(app, stop))
     refresher = asyncio.create_task(_refresh_clients(app, stop))
     try:

@@ -16,8 +16,8 @@ from ..routes import Call, route
 @route(REGISTRATION, session=False)
 async def registration(call: Call) -> dict[str, Any]:
     req = Registration.parse(call.body, call.app.config.min_password_length)
-    call.app.limits.registration_ip.check(call.conn.ip)
-    call.app.limits.registration_account.check(users.identity_key(req.email))
+    await call.app.limits.registration_ip.check(call.conn.ip)
+    await call.app.limits.registration_account.check(users.identity_key(req.email))
     call.app.clients.check(req.sessia.client)
     taken = await users.identity_taken(call.app.db, req.login, req.email)
     if taken == "email":
@@ -38,13 +38,13 @@ async def auth(call: Call) -> dict[str, Any]:
         session, sessia = await call.app.sessions.authenticate(call.body)
         return ok("Session is valid", Tocken=sessia.tocken, Id=session.user_id)
     req = PasswordAuth.parse(call.body)
-    call.app.limits.auth_ip.check(call.conn.ip)
+    await call.app.limits.auth_ip.check(call.conn.ip)
     call.app.clients.check(req.sessia.client)
     user = await users.find_for_login(call.app.db, req.email)
     if user is not None:
-        call.app.limits.password_account.check(user.id)
+        await call.app.limits.password_account.check(user.id)
     else:
-        call.app.limits.password_unknown.check(users.identity_key(req.email))
+        await call.app.limits.password_unknown.check(users.identity_key(req.email))
     verified = await call.app.passwords.verify(user.password_hash if user else None, req.password)
     if not verified or user is None:
         raise Unauthorized("wrong email or password")

@@ -116,8 +116,8 @@ async def revoke_session(call: Call) -> dict[str, Any]:
 @route(RESET_PASSWORD, session=False)
 async def reset_password(call: Call) -> dict[str, Any]:
     req = ResetPassword.parse(call.body, call.app.config.min_password_length)
-    call.app.limits.reset_ip.check(call.conn.ip)
-    call.app.limits.reset_account.check(users.identity_key(req.email))
+    await call.app.limits.reset_ip.check(call.conn.ip)
+    await call.app.limits.reset_account.check(users.identity_key(req.email))
     call.app.clients.check(req.sessia.client)
     if req.sends:
         queue_reset_mail(call.app, req.email)

@@ -30,7 +30,7 @@ KEY_BYTES = 16  # 32 hex characters, like the original's keys
 
 @route(MEDIA)
 async def upload(call: Call) -> dict[str, Any]:
-    call.app.limits.media.check(call.user_id)
+    await call.app.limits.media.check(call.user_id)
     req = MediaUpload.parse(call.body, call.app.config.max_media_size)
     # Bytes first, row second: a crash in between leaves an unreferenced file,
     # never a key that points at nothing.

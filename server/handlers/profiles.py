@@ -46,8 +46,8 @@ MAIL_SUBJECT = "Your sessia confirmation code"
 
 @route(EMAIL)
 async def email(call: Call) -> dict[str, Any]:
-    call.app.limits.email_ip.check(call.conn.ip)
-    call.app.limits.email_account.check(call.user_id)
+    await call.app.limits.email_ip.check(call.conn.ip)
+    await call.app.limits.email_account.check(call.user_id)
     req = Email.parse(call.body)
     if req.email is not None:
         code_id = await send_code(call, await current_user(call), req.email)
@@ -66,7 +66,7 @@ async def get_user(call: Call) -> dict[str, Any]:
     if req.login is not None:
         # A lookup by name can probe which logins exist: it spends the
         # account's search budget (--rate-search), as Search does.
-        call.app.limits.search.check(call.user_id)
+        await call.app.limits.search.check(call.user_id)
         user = await users.find_by_login(call.app.db, req.login)
     else:
         assert req.id is not None  # parse requires one of the two
@@ -83,7 +83,7 @@ async def change_user(call: Call) -> dict[str, Any]:
     req = ChangeUser.parse(call.body, call.app.config.min_password_length)
     session = call.session
     assert session is not None
-    count_attempts(call, req)
+    await count_attempts(call, req)
     me = await current_user(call)
     if req.image_key is not None:
         await check_photo(call, req.image_key)
@@ -123,7 +123,7 @@ async def apply_change(
             ch.after_commit(lambda: call.app.sessions_ended(revoked, call.conn))
 
 
-def count_attempts(call: Call, req: ChangeUser) -> None:
+async def count_attempts(call: Call, req: ChangeUser) -> None:
     """Spend the rate limits of what the request tries, right or wrong, before
     any lookup or hash: ``oldPass`` from the account's password attempts (the
     budget ``Auth`` spends, so a stolen session cannot guess the password
@@ -131,10 +131,10 @@ def count_attempts(call: Call, req: ChangeUser) -> None:
     from its email requests (the budget ``Email`` spends, so the 409 for a
     registered address cannot test addresses faster than ``Email`` can)."""
     if req.changes_password:
-        call.app.limits.password_account.check(call.user_id)
+        await call.app.limits.password_account.check(call.user_id)
     if req.email is not None:
-        call.app.limits.email_ip.check(call.conn.ip)
-        call.app.limits.email_account.check(call.user_id)
+        await call.app.limits.email_ip.check(call.conn.ip)
+        await call.app.limits.email_account.check(call.user_id)
 
 
 def change_messages(req: ChangeUser) -> list[str]:

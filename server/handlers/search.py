@@ -22,7 +22,7 @@ from .dialogs import DIALOG_NOT_FOUND
 @route(SEARCH)
 async def search(call: Call) -> dict[str, Any]:
     # The costliest request there is (a text with no trigram reads whole dialogs): rate-limited.
-    call.app.limits.search.check(call.user_id)
+    await call.app.limits.search.check(call.user_id)
     if operation(call.body) == EVERYWHERE:
         return await _everywhere(call, SearchEverywhere.parse(call.body))
     return await _in_dialogs(call, SearchInDialogs.parse(call.body))
