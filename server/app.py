@@ -248,7 +248,7 @@ async def _trim(app: App, stop: asyncio.Event) -> None:
     minute forget the rate-limit budgets that are whole again
     (storage/rate_limits.py).  All are single DELETEs, safe if several
     processes run them at once (each row goes once), so nodes each run their
-    own."""
+    own; of ``--workers`` only worker 0 does."""
     loop = asyncio.get_running_loop()
     next_trim = loop.time()
     cfg = app.config
@@ -309,8 +309,9 @@ async def _refresh_clients(app: App, stop: asyncio.Event) -> None:
             log.warning("could not reload known clients: %s", exc)
 
 
-def start_metrics(app: App) -> MetricsServer | None:
-    """The Prometheus listener, when ``--metrics-port`` is set."""
+def start_metrics(app: App, whose: str = "") -> MetricsServer | None:
+    """The Prometheus listener, when ``--metrics-port`` is set; ``whose``
+    prefixes the line that announces it ("worker 1 ")."""
     config = app.config
     if config.metrics_port is None:
         return None
@@ -321,7 +322,7 @@ def start_metrics(app: App) -> MetricsServer | None:
             f"cannot listen for metrics on {config.metrics_host}:{config.metrics_port}: {exc.strerror or exc}"
             " (choose another --metrics-port)"
         ) from None
-    print(f"metrics on http://{metrics.host}:{metrics.port}/metrics", file=sys.stderr, flush=True)
+    print(f"{whose}metrics on http://{metrics.host}:{metrics.port}/metrics", file=sys.stderr, flush=True)
     return metrics
 
 
@@ -336,11 +337,14 @@ def prepare_data_dir(path: Path) -> None:
         raise StartupError(f"cannot create data dir {path}: {exc.strerror or exc} (choose another --data-dir)") from None
 
 
-def bind_listener(host: str, port: int) -> socket.socket:
+def bind_listener(host: str, port: int, *, shared: bool = False) -> socket.socket:
     """The listening address, bound before anything else starts: a port in use
     fails the start at once, with nothing to undo.  ``listen`` comes later
     (``create_server``), so until the server is ready a client is refused
-    rather than left waiting."""
+    rather than left waiting.  ``shared``: SO_REUSEPORT, for ``--workers``,
+    whose processes each bind and listen on the same port (the kernel spreads
+    new connections over the listening ones; only processes of the same user
+    can join)."""
     where = f"{host}:{port}"
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
@@ -350,6 +354,8 @@ def bind_listener(host: str, port: int) -> socket.socket:
     sock = socket.socket(family, kind, proto)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if shared:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         sock.bind(address)
     except OSError as exc:
         sock.close()
@@ -416,7 +422,15 @@ async def stop_embedded(embedded: EmbeddedPostgres) -> None:
         await asyncio.to_thread(embedded.stop)
 
 
-async def serve(config: Config, *, ready: asyncio.Event | None = None, stop: asyncio.Event | None = None) -> None:
+async def serve(
+    config: Config, *, ready: asyncio.Event | None = None, stop: asyncio.Event | None = None, worker: int | None = None
+) -> None:
+    """Run one server process until stopped.  ``worker``: this process is
+    worker number ``worker`` of ``--workers`` (server/workers.py), whose
+    supervisor has already started the database (``config.database_url``
+    names it), migrated it and reserved the port: the worker joins the port
+    (SO_REUSEPORT), leaves the ready file to the supervisor, and only worker
+    0 runs the jobs one pass of which serves the whole cluster."""
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     async with contextlib.AsyncExitStack() as started:
@@ -430,7 +444,7 @@ async def serve(config: Config, *, ready: asyncio.Event | None = None, stop: asy
             # A file left by an earlier run that did not stop cleanly must not
             # announce this one before it listens.
             remove_ready_file(config.ready_file)
-        sock = bind_listener(config.host, config.port)
+        sock = bind_listener(config.host, config.port, shared=worker is not None)
         started.callback(sock.close)
         embedded: EmbeddedPostgres | None = None
         url = config.database_url
@@ -441,14 +455,8 @@ async def serve(config: Config, *, ready: asyncio.Event | None = None, stop: asy
         db = await open_database(url, max_size=config.db_pool_size, embedded=embedded)
         started.push_async_callback(db.close)
         db.timings = Timings()
-        try:
-            async with db.connection("migrate") as pg:
-                applied = await migrate(pg)
-        except asyncpg.PostgresError as exc:
-            where, database, _ = describe_database(url)
-            raise StartupError(f"cannot migrate the schema of database {database!r} at {where}: {exc}") from None
-        if applied:
-            log.info("schema migrated to version %d", applied[-1])
+        if worker is None:
+            await migrate_database(db, url)
         app = App(config, db, make_broker(config.broker, url, db.pool))
         started.callback(app.close)
         # What start-up made lives as long as the server: out of the collector's
@@ -469,20 +477,32 @@ async def serve(config: Config, *, ready: asyncio.Event | None = None, stop: asy
             log.info("settings read from %s", config.config_file)
         for line in config.summary():
             log.info("%s", line)
-        metrics = start_metrics(app)
+        metrics = start_metrics(app, "" if worker is None else f"worker {worker} ")
         if metrics is not None:
             started.callback(metrics.close)
         if tls is None:
             log.warning("no TLS: passwords and tokens cross the network in clear (use --tls-cert/--tls-key)")
         server = await loop.create_server(lambda: Connection(app), sock=sock, backlog=4096, ssl=tls)
-        await _run_until_stopped(app, server, stop, ready)
+        await _run_until_stopped(app, server, stop, ready, worker)
         # Leaving the block stops, in reverse, what start-up started: metrics,
         # push hub, broker, password threads, pool, the embedded PostgreSQL.
     log.info("stopped")
 
 
+async def migrate_database(db: Database, url: str) -> None:
+    """Apply the pending migrations (under their advisory lock), or a StartupError."""
+    try:
+        async with db.connection("migrate") as pg:
+            applied = await migrate(pg)
+    except asyncpg.PostgresError as exc:
+        where, database, _ = describe_database(url)
+        raise StartupError(f"cannot migrate the schema of database {database!r} at {where}: {exc}") from None
+    if applied:
+        log.info("schema migrated to version %d", applied[-1])
+
+
 async def _run_until_stopped(
-    app: App, server: asyncio.Server, stop: asyncio.Event, ready: asyncio.Event | None
+    app: App, server: asyncio.Server, stop: asyncio.Event, ready: asyncio.Event | None, worker: int | None
 ) -> None:
     """Serve until SIGINT/SIGTERM (or ``stop``), then drain: stop accepting,
     let in-flight requests finish within ``--shutdown-timeout``, close them."""
@@ -494,15 +514,18 @@ async def _run_until_stopped(
         except (NotImplementedError, RuntimeError):
             pass
     sockname = server.sockets[0].getsockname()
-    print(f"listening on {sockname[0]}:{sockname[1]}", file=sys.stderr, flush=True)
+    if worker is None:
+        print(f"listening on {sockname[0]}:{sockname[1]}", file=sys.stderr, flush=True)
+    else:  # the supervisor says "listening on" once every worker does
+        log.info("accepting on %s:%d (pid %d)", sockname[0], sockname[1], os.getpid())
     if config.ready_file is not None:
         write_ready_file(config.ready_file, sockname[0], sockname[1])
     if ready is not None:
         ready.set()
-    sweeper = asyncio.create_task(_sweep(app, stop))
-    trimmer = asyncio.create_task(_trim(app, stop))
+    jobs = [asyncio.create_task(_sweep(app, stop)), asyncio.create_task(_refresh_clients(app, stop))]
+    if not worker:  # one pass serves every process on the database: worker 0 runs it
+        jobs.append(asyncio.create_task(_trim(app, stop)))
     last_seen = asyncio.create_task(_record_last_seen(app, stop))
-    refresher = asyncio.create_task(_refresh_clients(app, stop))
     try:
         await stop.wait()
     finally:
@@ -518,10 +541,9 @@ async def _run_until_stopped(
             log.warning("in-flight requests still running after %.0fs; closing anyway", config.shutdown_timeout)
         for conn in conns:
             conn.close()
-        sweeper.cancel()
-        trimmer.cancel()
-        refresher.cancel()
-        await asyncio.gather(sweeper, trimmer, refresher, return_exceptions=True)
+        for job in jobs:
+            job.cancel()
+        await asyncio.gather(*jobs, return_exceptions=True)
         await asyncio.gather(last_seen, return_exceptions=True)
         await _flush_last_seen(app)  # what the requests drained above did
         if config.ready_file is not None:

@@ -9,22 +9,25 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import pickle
 import sys
 from collections.abc import Coroutine, Sequence
 from typing import Any, TypeVar
 
 from .app import StartupError, check, serve
 from .config import parse_command_line
+from .workers import read_assignment, supervise, work
 
 log = logging.getLogger("sessia.server")
 T = TypeVar("T")
 
 
-def setup_logging(level: str) -> None:
+def setup_logging(level: str, whose: str = "") -> None:
+    """``whose``: what a line says after its level ("worker 1 "), where several processes share one stderr."""
     logging.basicConfig(
         stream=sys.stderr,
         level=getattr(logging, level),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        format=f"%(asctime)s %(levelname)s {whose}%(name)s: %(message)s",
     )
 
 
@@ -43,6 +46,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         logging.basicConfig(stream=sys.stderr, level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
         return admin.main(argv[1:])
+    if argv[:1] == ["worker"]:
+        return run_worker()
     config, check_only = parse_command_line(argv)
     if check_only:
         # Only warnings from the parts it touches: the check's own lines are the report.
@@ -57,8 +62,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("\n".join(lines), flush=True)
         return 0 if passed else 1
     setup_logging(config.log_level)
+    return run_server(serve(config) if config.workers == 1 else supervise(config))
+
+
+def run_worker() -> int:
+    """``python -m server worker``: one of the processes of ``--workers N``,
+    started by its supervisor (server/workers.py), which writes its settings
+    on its stdin."""
     try:
-        run(serve(config))
+        config, index = read_assignment(sys.stdin.buffer)
+    except (StartupError, EOFError, pickle.UnpicklingError) as exc:
+        setup_logging("INFO")
+        log.error("cannot start: %s", exc if isinstance(exc, StartupError) else "no settings on stdin")
+        return 2
+    setup_logging(config.log_level, f"worker {index} ")
+    return run_server(work(config, index))
+
+
+def run_server(coro: Coroutine[Any, Any, None]) -> int:
+    """Run the server (a lone one, a supervisor or a worker); a start that
+    fails is one line and exit code 1."""
+    try:
+        run(coro)
     except KeyboardInterrupt:
         pass
     except StartupError as exc:

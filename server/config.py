@@ -40,6 +40,8 @@ class Config:
     log_level: str = "INFO"
     # written once the server listens (host:port), removed on a clean stop
     ready_file: Path | None = None
+    # server processes sharing the port (server/workers.py); 1: this process serves
+    workers: int = 1
     # limits
     max_frame_size: int = 1 * MiB
     max_media_size: int = 20 * MiB
@@ -253,6 +255,9 @@ def build_parser(*, add_help: bool = True) -> argparse.ArgumentParser:
                    help="once listening, write HOST:PORT and a newline to this file (atomically: a temporary"
                    " file renamed), so a test learns the port --port 0 chose and that the server is ready;"
                    " removed on a clean stop")
+    p.add_argument("--workers", type=_positive, default=d.workers,
+                   help="server processes that share the port (SO_REUSEPORT), the database and the broker, started"
+                   " and restarted by this one; 1: this process serves (default %(default)s)")
     p.add_argument("--log-level", default=d.log_level,
                    choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="log threshold (default %(default)s)")
     p.add_argument("--max-frame-size", type=int, default=d.max_frame_size,
@@ -415,6 +420,9 @@ def _file_value(action: argparse.Action, value: Any, where: str) -> Any:
     if action.type is int:
         if not isinstance(value, int):
             raise ValueError(f"{where}: expected an integer")
+    elif action.type is _positive:
+        if not isinstance(value, int) or value < 1:
+            raise ValueError(f"{where}: expected a whole number, 1 or more")
     elif action.type is float:
         if not isinstance(value, int | float):
             raise ValueError(f"{where}: expected a number")
@@ -453,6 +461,16 @@ def prepare_parser(parser: argparse.ArgumentParser, argv: Sequence[str] | None) 
 def config_from_namespace(ns: argparse.Namespace) -> Config:
     """Every parsed flag whose destination is a Config field."""
     return Config(**{f.name: getattr(ns, f.name) for f in fields(Config) if hasattr(ns, f.name)})
+
+
+def _positive(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {value!r}") from None
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"expected 1 or more, got {number}")
+    return number
 
 
 def _smtp_url(value: str) -> str:

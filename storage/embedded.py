@@ -247,7 +247,7 @@ class EmbeddedPostgres:
                 # Its own session: a Ctrl-C in the terminal reaches the server,
                 # which stops the database in order, not the database directly.
                 start_new_session=True,
-                preexec_fn=_die_with_parent(),
+                preexec_fn=die_with_parent(signal.SIGINT),
             )
         deadline = time.monotonic() + START_TIMEOUT
         while not self._ready(self._proc.pid):
@@ -364,17 +364,20 @@ class EmbeddedPostgres:
         log.debug("%s took %.2fs", Path(argv[0]).name, time.monotonic() - started)
 
 
-def _die_with_parent() -> Callable[[], None] | None:
-    """A ``preexec_fn`` that asks the kernel to send the child SIGINT (PostgreSQL's
-    fast shutdown) when its parent dies, and exits if the parent already died
-    between fork and prctl.  Linux only; elsewhere None (nothing watches)."""
+def die_with_parent(sig: int) -> Callable[[], None] | None:
+    """A ``preexec_fn`` that asks the kernel to send the child ``sig`` when its
+    parent dies (SIGINT, a fast shutdown, for the postmaster; SIGTERM, a clean
+    stop, for a server's workers), and exits if the parent already died
+    between fork and prctl.  The parent is the thread that forks: call it from
+    the thread that lives as long as the child should.  Linux only; elsewhere
+    None (nothing watches)."""
     if not sys.platform.startswith("linux"):
         return None
     prctl = ctypes.CDLL(None, use_errno=True).prctl  # looked up before fork: no imports in the child
     parent = os.getpid()
 
     def preexec() -> None:
-        prctl(PR_SET_PDEATHSIG, signal.SIGINT)
+        prctl(PR_SET_PDEATHSIG, sig)
         if os.getppid() != parent:
             os._exit(1)
 
