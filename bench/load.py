@@ -79,6 +79,8 @@ class OwnServer:
                "--allow-any-client", "--log-level", "WARNING"]
         if not self.args.durable:
             cmd.append("--no-durable")
+        if self.args.workers > 1:
+            cmd += ["--workers", str(self.args.workers)]
         cmd += self.args.server_arg
         env = {k: v for k, v in os.environ.items() if not k.startswith("SESSIA_")}
         env.update(NO_ABUSE_LIMITS)
@@ -218,12 +220,29 @@ def client_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def server_processes(pid: int | None) -> list[int]:
+    """The server's pid and, when it runs ``--workers``, its workers' (its
+    children running ``python -m server worker``): their CPU and RSS are the
+    server's figures."""
+    if pid is None:
+        return []
+    workers = []
+    for child in rep.children(pid):
+        try:
+            if Path(f"/proc/{child}/cmdline").read_bytes().endswith(b"server\0worker\0"):
+                workers.append(child)
+        except OSError:
+            continue
+    return [pid, *workers]
+
+
 def snapshot(server: Any) -> dict[str, float]:
     busy, total = system_cpu()
+    pids = server_processes(server.pid)
     return {
-        "server_cpu": rep.cpu_seconds(server.pid) if server.pid else 0.0,
-        "server_kernel_cpu": rep.kernel_cpu_seconds(server.pid) if server.pid else 0.0,
-        "server_rss": rep.rss_kib(server.pid) if server.pid else 0,
+        "server_cpu": sum(rep.cpu_seconds(pid) for pid in pids),
+        "server_kernel_cpu": sum(rep.kernel_cpu_seconds(pid) for pid in pids),
+        "server_rss": sum(rep.rss_kib(pid) for pid in pids),
         "pg_cpu": rep.tree_cpu_seconds(server.pg_pid) if server.pg_pid else 0.0,
         "client_cpu": client_cpu(),
         "busy": busy,
@@ -265,6 +284,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-durable", dest="durable", action="store_false",
                    help="own server: PostgreSQL without fsync (figures are then not the durable ones)")
     p.add_argument("--server-arg", action="append", default=[], help="extra flag for the own server (repeatable)")
+    p.add_argument("--workers", type=int, default=1,
+                   help="own server: run it with --workers N (CPU and RSS are then its workers' and supervisor's)")
     p.add_argument("--history", type=int, default=200, help="history: messages seeded per dialog")
     p.add_argument("--messages", type=int, default=200_000, help="search: messages in the seeded store")
     p.add_argument("--probes", type=int, default=4, help="login: connections probing with Auth by token")
@@ -395,6 +416,7 @@ async def run_scenario(args: argparse.Namespace, server: Any) -> dict[str, Any]:
         "errors": sum(sum(r.errors.values()) for r in scenario.recorders.values()),
         "server": {
             "pid": server.pid,
+            "workers": max(1, len(server_processes(server.pid)) - 1),
             "cpu_s": round(server_cpu, 3),
             "cpu_us_per_request": round(server_cpu / requests * 1e6, 1) if requests else 0.0,
             "cpu_share": round(server_cpu / seconds, 3),

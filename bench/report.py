@@ -224,7 +224,8 @@ def render(report: dict[str, Any]) -> str:
     s = report["server"]
     if s.get("pid"):
         lines.append(
-            f"  server pid {s['pid']}: {s['cpu_s']:.2f} CPU s"
+            f"  server pid {s['pid']}" + (f" ({s['workers']} workers)" if s.get("workers", 1) > 1 else "")
+            + f": {s['cpu_s']:.2f} CPU s"
             f" = {s['cpu_us_per_request']:.1f} us per request ({s.get('kernel_share', 0):.0%} in the kernel);"
             f" RSS {s['rss_kib_before']} -> {s['rss_kib_after']} KiB"
         )
