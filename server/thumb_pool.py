@@ -1,14 +1,16 @@
 """The thumbnail workers: a few child processes (server/thumb_worker.py) that
 decode images for the server, at most ``--thumb-workers`` at a time.
 
-Why processes and not threads (docs/security.md has the measurements): an
-image is hostile input handed to C decoders, and only a process can be held
-to hard limits.  A worker that takes longer than ``--thumb-timeout`` is
-killed, and its core is free at once (a thread cannot be stopped: it would
-keep decoding after the client got its answer); its address space is capped
-at ``--thumb-memory-mib``, so a bomb fails in the worker, not in the server.
-The price is small: a worker starts once (about 0.1 s, then it is reused)
-and the bytes cross a pipe (about 1 ms per MiB).
+Why processes and not threads (``python -m bench.thumbs``; docs/security.md
+has a run): an image is hostile input handed to C decoders, and only a
+process can be held to hard limits.  A worker that takes longer than
+``--thumb-timeout`` is killed, and its core is free at once (a thread cannot
+be stopped: it would keep decoding after the client got its answer); its
+address space is capped at ``--thumb-memory-mib``, so a bomb fails in the
+worker, not in the server.  And a decoding in a thread holds the interpreter
+lock often enough to stall the event loop by up to 0.13 s (the largest PNG
+allowed), against 0.016 s with a worker.  The price is small: a worker starts
+once (0.1-0.2 s, then it is reused) and the image crosses a pipe.
 
 The semaphore is the bound on thumbnailing: a burst of requests for new
 thumbnails queues here and takes at most ``--thumb-workers`` cores, leaving
