@@ -58,10 +58,13 @@ class Thumbnail:
 
 class Refused(Exception):
     """The image cannot be thumbnailed; ``reason`` says why, in words a
-    client can be shown (no file paths, no Pillow internals)."""
+    client can be shown (no file paths, no Pillow internals).  ``lasting``:
+    the image itself is at fault, and asking again would only repeat the
+    work (False for a worker that crashed: that may be the machine's fault)."""
 
-    def __init__(self, reason: str) -> None:
+    def __init__(self, reason: str, *, lasting: bool = True) -> None:
         self.reason = reason
+        self.lasting = lasting
         super().__init__(reason)
 
 

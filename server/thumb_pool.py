@@ -133,9 +133,9 @@ class ThumbPool:
                 if self._closed:
                     raise PoolStopped() from None
                 self.died += 1
-                log.warning("a thumbnail worker failed (%s, exit code %s): the image is refused",
+                log.warning("a thumbnail worker failed (%s, exit code %s): the image is refused this time",
                             exc, worker.proc.returncode)
-                raise Refused("image could not be decoded") from None
+                raise Refused("image could not be decoded", lasting=False) from None
             except BaseException:
                 # Cancelled mid-request: the pipe holds half an exchange.
                 await self._discard(worker)

@@ -16,7 +16,9 @@ first rows recorded stay.
 
 An image that cannot be thumbnailed (server/imaging.py ``Refused``: over a
 cap, corrupt, too slow, too big in memory) is recorded as refused with its
-reason, so it is decoded once, not once per request.
+reason, so it is decoded once, not once per request.  A worker that crashed
+is not held against the image: it may have been the machine (an
+out-of-memory kill, a ``--thumb-memory-mib`` too small to start Python).
 """
 
 from __future__ import annotations
@@ -63,7 +65,11 @@ class Thumbnails:
         row = await thumbs.find(self.db, media.sha256, tag)
         if row is not None:
             self.stored += 1
+        attempts = 0
         while row is None:  # again only if another request forgot them meanwhile
+            if attempts == 3:
+                raise RuntimeError(f"thumbnails of {media.sha256.hex()} were made and forgotten three times")
+            attempts += 1
             await self._make_once(media)
             row = await thumbs.find(self.db, media.sha256, tag)
         if row.refused is not None:
@@ -99,6 +105,8 @@ class Thumbnails:
         try:
             made = await self.pool.make(lambda: self.blobs.read(media.sha256), self.sides)
         except Refused as exc:
+            if not exc.lasting:
+                raise
             await self._refuse(media, tags, exc.reason)
             return
         rows = []

@@ -201,3 +201,24 @@ async def test_workers_never_outlive_the_server(user, start_server, how):
         # their pipe closed.
         assert time.monotonic() - ended < 1.0
     await busy
+
+
+async def test_a_worker_that_crashes_is_not_held_against_the_image(user, connect, start_server):
+    """A memory limit too small for the worker itself: it dies on every
+    image.  Each request is refused, but none is remembered: fixed settings
+    (or a machine no longer short of memory) thumbnail the same image."""
+    server = start_server("--metrics-port", "0", "--thumb-workers", "1", "--thumb-memory-mib", "16")
+    alice = await user(target=server)
+    key = await alice.upload_media(encode(noisy(300, 200), "png"), "png")
+    for _ in range(2):
+        answer = await alice.call("GetMedia", {"hash": key, "thumb": "s"})
+        assert status(answer) == (422, "no thumbnail: image could not be decoded")
+    assert (await counters(server))["refused"] == 0
+    assert any("a thumbnail worker failed" in line for line in server.log)
+    # The same data and database, a memory limit the worker can live with:
+    database_url = server.args[server.args.index("--database-url") + 1]
+    server.stop()
+    fixed = start_server("--thumb-workers", "1", database_url=database_url, data_dir=server.data_dir)
+    again = await connect(target=fixed)
+    await again.login(alice.email, alice.password)
+    assert (await again.get_thumbnail(key, "s")).width == 160
