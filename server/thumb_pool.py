@@ -102,8 +102,8 @@ class ThumbPool:
         self._idle: list[Worker] = []
         self._busy: set[Worker] = set()
         self._closed = False
-        #: workers started, killed for taking too long, died on their own
-        self.started = self.timed_out = self.died = 0
+        #: workers killed for taking longer than ``timeout`` (a metric)
+        self.timed_out = 0
 
     async def make(self, load: Callable[[], Awaitable[bytes]], sides: Mapping[str, int]) -> list[Thumbnail]:
         """Thumbnails of the image ``load`` reads; ``Refused`` for one that
@@ -132,7 +132,6 @@ class ThumbPool:
                 await self._discard(worker)
                 if self._closed:
                     raise PoolStopped() from None
-                self.died += 1
                 log.warning("a thumbnail worker failed (%s, exit code %s): the image is refused this time",
                             exc, worker.proc.returncode)
                 raise Refused("image could not be decoded", lasting=False) from None
@@ -153,7 +152,6 @@ class ThumbPool:
                 self._busy.add(worker)
                 return worker
         worker = await Worker.start(self.memory_mib)
-        self.started += 1
         if self._closed:  # closed while it started: close() did not see it
             await worker.stop()
             raise PoolStopped()

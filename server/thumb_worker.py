@@ -81,6 +81,9 @@ def main(argv: list[str]) -> int:
     parent, memory_mib = int(argv[0]), int(argv[1])
     die_with(parent)
     limit = memory_mib << 20
+    _, hard = resource.getrlimit(resource.RLIMIT_AS)
+    if hard != resource.RLIM_INFINITY:
+        limit = min(limit, hard)  # a limit may be lowered, never raised
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
     while (request := read_request(stdin)) is not None:
