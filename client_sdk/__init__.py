@@ -12,7 +12,7 @@ from protocol.codecs import Codec
 from protocol.events import DialogGap, Event, Typing
 
 from .api.dialogs import DialogMembers
-from .api.media import MediaFile
+from .api.media import MediaFile, Thumbnail, ThumbSize
 from .api.search import DialogSearch, MessageHit, PublicDialog
 from .client import Client, connect
 from .errors import *  # noqa: F403
@@ -40,6 +40,8 @@ __all__ = [
     "PublicDialog",
     "Push",
     "SessionItem",
+    "ThumbSize",
+    "Thumbnail",
     "Typing",
     "Update",
     "UserItem",

@@ -30,6 +30,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import aiosmtplib
 import asyncpg
 
+from protocol.requests.media import THUMB_SIZES
 from storage import clients as client_store
 from storage import dialog_log, event_log, rate_limits
 from storage.blobs import BlobStore, LocalBlobs
@@ -56,6 +57,8 @@ from .sessions import (
     SessionCache,
     parse_revocations,
 )
+from .thumb_pool import ThumbPool
+from .thumbnails import Thumbnails
 
 log = logging.getLogger("sessia.server")
 
@@ -94,6 +97,11 @@ class App:
         self.push = PushHub(db, self.broker, buffer_limit=config.push_buffer_limit,
                             pages=PageCache(int(config.history_cache_mib * (1 << 20))))
         self.changes = Changes(db, self.push, large_from=config.large_dialog_members)
+        self.thumbnails = Thumbnails(
+            db, self.blobs, self.changes,
+            ThumbPool(workers=config.thumb_workers, timeout=config.thumb_timeout, memory_mib=config.thumb_memory_mib),
+            THUMB_SIZES,
+        )
         self.message_writer = MessageWriter(db, deliver=self.push.deliver, deliver_dialog=self.push.deliver_dialog)
         self.mailer = Mailer(config)
         self.dispatcher = Dispatcher(self)
@@ -459,6 +467,7 @@ async def serve(
             await migrate_database(db, url)
         app = App(config, db, make_broker(config.broker, url, db.pool))
         started.callback(app.close)
+        started.push_async_callback(app.thumbnails.pool.close)
         # What start-up made lives as long as the server: out of the collector's
         # sight (gc.freeze), and young collections every 20,000 allocations rather
         # than 700, so that a page of fifty messages does not trigger several.

@@ -60,6 +60,10 @@ class Config:
     # argon2 threads: one core is left to the event loop, so a login storm
     # queues in the hash pool instead of slowing every other request.
     hash_threads: int = field(default_factory=lambda: max(1, (os.cpu_count() or 2) - 1))
+    # thumbnail workers (docs/api/media.md): processes, one core is left to the event loop
+    thumb_workers: int = field(default_factory=lambda: max(1, (os.cpu_count() or 2) - 1))
+    thumb_timeout: float = 10.0
+    thumb_memory_mib: int = 1024
     session_cache_size: int = 200_000
     history_cache_mib: float = 64.0
     large_dialog_members: int = 200
@@ -269,6 +273,15 @@ def build_parser(*, add_help: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--max-connection-buffer", type=int, default=d.max_connection_buffer,
                    help="bytes of requests in progress and answers not yet sent one connection may hold before"
                    " the server stops reading and starting its requests (default %(default)s)")
+    p.add_argument("--thumb-workers", type=int, default=d.thumb_workers,
+                   help="processes that make thumbnails, so at most this many cores decode images at once"
+                   " (default: cores - 1, at least 1)")
+    p.add_argument("--thumb-timeout", type=float, default=d.thumb_timeout,
+                   help="seconds one image may take to thumbnail before its worker is killed and the image"
+                   " refused (default %(default)s)")
+    p.add_argument("--thumb-memory-mib", type=int, default=d.thumb_memory_mib,
+                   help="address space of each thumbnail worker in MiB; an image that needs more is refused"
+                   " (default %(default)s)")
     p.add_argument("--idle-timeout", type=float, default=d.idle_timeout,
                    help="seconds without a frame before a connection is closed")
     p.add_argument("--read-timeout", type=float, default=d.read_timeout,

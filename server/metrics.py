@@ -144,6 +144,19 @@ class SessiaCollector(Collector):
         yield CounterMetricFamily("sessia_history_cache_hits", "Newest pages served from memory", value=pages.hits)
         yield CounterMetricFamily("sessia_history_cache_misses", "Newest pages read from the database",
                                   value=pages.misses)
+        thumbnails = app.thumbnails
+        made = CounterMetricFamily("sessia_thumbnails", "Thumbnail work: made (an image decoded into its thumbnails),"
+                                   " refused (an image refused, and remembered), stored (a request answered from"
+                                   " what was stored: a thumbnail or a remembered refusal)",
+                                   labels=["outcome"])
+        for outcome, count in (("made", thumbnails.made), ("refused", thumbnails.refused),
+                               ("stored", thumbnails.stored)):
+            made.add_metric([outcome], count)
+        yield made
+        yield _gauge("sessia_thumb_workers", "Thumbnail worker processes running (--thumb-workers at most)",
+                     thumbnails.pool.running)
+        yield CounterMetricFamily("sessia_thumb_worker_kills", "Thumbnail workers killed for exceeding --thumb-timeout",
+                                  value=thumbnails.pool.timed_out)
         pool = app.db.pool
         yield _gauge("sessia_db_pool_size", "Open connections in the database pool", pool.get_size())
         yield _gauge("sessia_db_pool_in_use", "Pool connections lent out right now", pool.get_size() - pool.get_idle_size())

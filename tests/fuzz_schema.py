@@ -24,7 +24,7 @@ from typing import Any
 
 from hypothesis import strategies as st
 
-from protocol.requests import friends, messages, search
+from protocol.requests import friends, media, messages, search
 
 #: Leave the field out of the body.
 ABSENT = object()
@@ -94,7 +94,7 @@ SCHEMA: dict[str, dict[str, Kind]] = {
     "disable": {},
     "Email": {"email": "email", "code": "code"},
     "Media": {"extension": "extension", "bytes": "bytes"},
-    "GetMedia": {"hash": "media", "PkDialog": "dialog", **_PAGE},
+    "GetMedia": {"hash": "media", "thumb": Enum(tuple(media.THUMB_SIZES)), "PkDialog": "dialog", **_PAGE},
     "ChangeUser": {"nickname": "text", "oldPass": "password", "newPass": "password", "imagekey": "media",
                    "email": "email"},
     "GetUser": {"id": "user"},

@@ -119,6 +119,15 @@ REQUESTS: dict[str, tuple[dict[str, Any], dict[str, Any], dict[str, Any]]] = {
                       {"Status": {"code": 200, "message": "password changed: log in with the new password"}}),
 }
 
+#: More requests of a name above, with other fields: (vector name, request
+#: name, body, answer from a server that knows TEST_CLIENT, example success answer).
+VARIANTS: list[tuple[str, str, dict[str, Any], dict[str, Any], dict[str, Any]]] = [
+    ("GetMedia-thumb", "GetMedia", {"hash": "0c1d2e3f405162738495a6b7c8d9eafb", "thumb": "s", "sessia": SESSIA},
+     NOT_LOGGED_IN,
+     {"Status": {"code": 200, "message": "Thumbnail sent"}, "BytesBase64": b"\xff\xd8\xff\xe0\x00\x10JFIF",
+      "Extension": "jpg", "Hash": "0c1d2e3f405162738495a6b7c8d9eafb", "Thumb": "s", "Width": 160, "Height": 107}),
+]
+
 
 def header(kind: int, codec: int, flags: int, request_id: int, length: int, magic: bytes = MAGIC,
            version: int = VERSION) -> bytes:
@@ -206,15 +215,16 @@ def vector(name: str, description: str, frame: bytes, *, kind: str, codec: int, 
 def build() -> dict[str, Any]:
     vectors: list[dict[str, Any]] = []
     rid = 100
-    for i, (name, (body, answer, success)) in enumerate(REQUESTS.items()):
+    requests = [(name, name, *parts) for name, parts in REQUESTS.items()] + VARIANTS
+    for i, (vector_name, name, body, answer, success) in enumerate(requests):
         codec = Codec.JSON if i % 2 else Codec.MSGPACK
         rid += 1
         vectors.append(vector(
-            f"request-{name}", f"a {name} request (a made-up token: a real server answers as stated)",
+            f"request-{vector_name}", f"a {name} request (a made-up token: a real server answers as stated)",
             encode_request(rid, name, body, codec), kind="REQUEST", codec=codec, request_id=rid, frame_name=name,
             body=body, answer={"kind": "RESPONSE", "body": json_value(answer)}))
         vectors.append(vector(
-            f"response-{name}", f"an example success answer to {name}", encode_response(rid, success, codec),
+            f"response-{vector_name}", f"an example success answer to {name}", encode_response(rid, success, codec),
             kind="RESPONSE", codec=codec, request_id=rid, frame_name=None, body=success))
     for i, event in enumerate(EVENTS):
         codec = Codec.JSON if i % 2 else Codec.MSGPACK

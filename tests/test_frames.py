@@ -605,6 +605,9 @@ EXAMPLES: dict[str, bytes] = {
     "ping": encode_ping(3),
     "pong": encode_pong(3),
     "error-413": encode_error(4, 413, "frame payload of 2000000 bytes exceeds the limit of 1048576 bytes"),
+    "thumb-request-json": encode_request(
+        5, "GetMedia", {"hash": "fa5acdf109bdee4b6f2eb886e53fc6f7", "thumb": "s", "sessia": EXAMPLE_SESSIA},
+        Codec.JSON),
 }
 
 

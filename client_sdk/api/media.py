@@ -1,10 +1,11 @@
-"""SDK methods for the media requests (``Media``, ``GetMedia`` by key)."""
+"""SDK methods for the media requests (``Media``, ``GetMedia`` by key, with
+or without ``thumb``)."""
 
 from __future__ import annotations
 
 import base64
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from protocol import requests as R
 from protocol.codecs import Codec
@@ -19,6 +20,23 @@ class MediaFile:
     data: bytes
     extension: str
     key: str
+
+
+#: A thumbnail size: ``"s"`` fits 160 px, ``"m"`` 640 px (protocol/requests/media.py ``THUMB_SIZES``).
+ThumbSize = Literal["s", "m"]
+
+
+@dataclass(frozen=True, slots=True)
+class Thumbnail:
+    """A thumbnail of an image: its bytes (``extension`` ``"jpg"``, or ``"png"``
+    when the image has transparency), its pixel size, and the image's key."""
+
+    data: bytes
+    extension: str
+    key: str
+    size: ThumbSize
+    width: int
+    height: int
 
 
 class MediaAPI(ClientBase):
@@ -39,6 +57,18 @@ class MediaAPI(ClientBase):
         """Download the file ``key``.  ``NotFound`` if it does not exist or is not yours to see."""
         answer = await self.request(R.GET_MEDIA, {"hash": key})
         return MediaFile(data=_answer_bytes(answer["BytesBase64"]), extension=str(answer["Extension"]), key=str(answer["Hash"]))
+
+
+    async def get_thumbnail(self, key: str, size: ThumbSize = "m") -> Thumbnail:
+        """The thumbnail ``size`` of the image ``key`` (made by the server on
+        the first request).  ``NotFound`` as for ``get_media``;
+        ``Unprocessable`` if ``key`` is not an image, or an image the server
+        refuses to decode (a decompression bomb, a corrupt file)."""
+        answer = await self.request(R.GET_MEDIA, {"hash": key, "thumb": size})
+        return Thumbnail(
+            data=_answer_bytes(answer["BytesBase64"]), extension=str(answer["Extension"]), key=str(answer["Hash"]),
+            size=size, width=int(answer["Width"]), height=int(answer["Height"]),
+        )
 
 
 def _answer_bytes(value: Any) -> bytes:

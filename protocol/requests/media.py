@@ -96,3 +96,24 @@ class MediaDownload:
 def wants_dialog_listing(body: Fields) -> bool:
     """``GetMedia`` with ``pkDialog`` lists a dialog's media instead of sending one file."""
     return body.raw("pkDialog") is not None
+
+
+#: The thumbnails ``GetMedia`` can answer instead of an image (``thumb``):
+#: each fits its longest side into this many pixels, never enlarged.
+THUMB_SIZES: dict[str, int] = {"s": 160, "m": 640}
+
+
+def wanted_thumb(body: Fields) -> str | None:
+    """``GetMedia``'s ``thumb``: ``"s"`` or ``"m"``, or None (absent, null or
+    empty) for the file itself, as before the field existed."""
+    tag = body.str("thumb", required=False, max_len=16, strip=True)
+    if not tag:
+        return None
+    if tag not in THUMB_SIZES:
+        raise Unprocessable('thumb: must be "s" (160 px) or "m" (640 px)')
+    return tag
+
+
+def has_thumbnails(extension: str) -> bool:
+    """Images (the extensions with a magic check) have thumbnails; other files do not."""
+    return extension in IMAGE_MAGIC

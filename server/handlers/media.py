@@ -1,4 +1,5 @@
-"""Media: upload a file (``Media``) and download one by key (``GetMedia``).
+"""Media: upload a file (``Media``) and download one by key (``GetMedia``),
+or a thumbnail of an image (``GetMedia`` with ``thumb``: server/thumbnails.py).
 
 Uploads are content-addressed in the blob store (storage/blobs.py) and recorded in
 PostgreSQL under a random, opaque key.  A download is allowed to the uploader,
@@ -15,12 +16,21 @@ from typing import Any
 
 from protocol.codecs import Codec
 from protocol.requests import GET_MEDIA, MEDIA
-from protocol.requests.media import MediaDownload, MediaUpload, wants_dialog_listing
-from protocol.status import InternalError, NotFound, ok
+from protocol.requests.media import (
+    IMAGE_MAGIC,
+    MediaDownload,
+    MediaUpload,
+    has_thumbnails,
+    wanted_thumb,
+    wants_dialog_listing,
+)
+from protocol.status import InternalError, NotFound, Unavailable, Unprocessable, ok
 from storage import media
 from storage.errors import BlobMissing
 
+from ..imaging import Refused
 from ..routes import Call, route
+from ..thumb_pool import PoolStopped
 from .dialogs import dialog_media
 
 log = logging.getLogger("sessia.media")
@@ -55,9 +65,12 @@ async def get_media(call: Call) -> dict[str, Any]:
     if wants_dialog_listing(call.body):
         return await dialog_media(call)  # the listing belongs to the dialogs area
     req = MediaDownload.parse(call.body)
+    thumb = wanted_thumb(call.body)
     row = await media.visible_to(call.app.db, req.key, call.user_id)
     if row is None:
         raise NotFound("media not found")
+    if thumb is not None:
+        return await send_thumbnail(call, row, thumb)
     # The file is read only when the connection has room for its answer: a
     # client that pipelines downloads and does not read them gets them one
     # bound's worth at a time, not all read into memory at once.
@@ -71,6 +84,34 @@ async def get_media(call: Call) -> dict[str, Any]:
         raise InternalError("media file is missing on the server") from None
     finally:
         call.conn.room.release(size)
+
+
+async def send_thumbnail(call: Call, row: media.MediaRow, tag: str) -> dict[str, Any]:
+    """The thumbnail ``tag`` of ``row``, which the caller may see (the same
+    rule as the file: whoever may see an image may see its thumbnails)."""
+    if not has_thumbnails(row.extension):
+        raise Unprocessable(f"thumb: only images have thumbnails ({', '.join(IMAGE_MAGIC)}), not {row.extension}")
+    for _ in range(2):  # again once if the thumbnail's blob went missing: it is made anew
+        try:
+            thumb = await call.app.thumbnails.find(row, tag)
+        except Refused as exc:
+            raise Unprocessable(f"no thumbnail: {exc.reason}") from None
+        except PoolStopped:
+            raise Unavailable("server is stopping: try again") from None
+        assert thumb.sha256 is not None and thumb.size is not None
+        size = answer_size(thumb.size, call.codec)
+        await call.conn.room_for(size)
+        try:
+            data = await call.app.blobs.read(thumb.sha256)
+        except BlobMissing:
+            log.warning("media %s: thumbnail %s is missing from the store: making it again", row.key, tag)
+            await call.app.thumbnails.forget(row)
+            continue
+        finally:
+            call.conn.room.release(size)
+        return ok("Thumbnail sent", BytesBase64=data, Extension=thumb.extension, Hash=row.key, Thumb=tag,
+                  Width=thumb.width, Height=thumb.height)
+    raise InternalError("thumbnail is missing on the server")
 
 
 def answer_size(file_size: int, codec: int) -> int:
