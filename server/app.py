@@ -35,9 +35,11 @@ from storage import event_log
 from storage.blobs import BlobStore, LocalBlobs
 from storage.db import Database
 from storage.embedded import EmbeddedError, EmbeddedPostgres
+from storage.errors import BlobStoreUnavailable
 from storage.migrate import available, current_version, migrate, pending
 
 from .accounts import announcement
+from .blob_stores import make_blob_store
 from .broker import Broker, LocalBroker, make_broker
 from .changes import Changes
 from .config import Config
@@ -392,6 +394,22 @@ def start_embedded(config: Config, *, exclusive: bool) -> EmbeddedPostgres:
     return embedded
 
 
+async def open_blob_store(config: Config) -> BlobStore:
+    """The configured media store, checked: reachable, the bucket there, the
+    credentials accepted; else a StartupError naming endpoint and bucket
+    (never the credentials)."""
+    try:
+        blobs = make_blob_store(config)
+    except ValueError as exc:
+        raise StartupError(str(exc)) from None
+    try:
+        await blobs.check()
+    except BlobStoreUnavailable as exc:
+        await blobs.close()
+        raise StartupError(f"cannot use the media store, {config.media_description()}: {exc.reason}") from None
+    return blobs
+
+
 async def stop_embedded(embedded: EmbeddedPostgres) -> None:
     if embedded.started_here:
         await asyncio.to_thread(embedded.stop)
@@ -430,7 +448,9 @@ async def serve(config: Config, *, ready: asyncio.Event | None = None, stop: asy
             raise StartupError(f"cannot migrate the schema of database {database!r} at {where}: {exc}") from None
         if applied:
             log.info("schema migrated to version %d", applied[-1])
-        app = App(config, db, make_broker(config.broker, url, db.pool))
+        blobs = await open_blob_store(config)
+        started.push_async_callback(blobs.close)
+        app = App(config, db, make_broker(config.broker, url, db.pool), blobs)
         started.callback(app.close)
         # What start-up made lives as long as the server: out of the collector's
         # sight (gc.freeze), and young collections every 20,000 allocations rather
@@ -571,6 +591,12 @@ async def check(config: Config, out: list[str]) -> bool:
         report(True, "smtp", await _check_smtp(config))
     except StartupError as exc:
         report(False, "smtp", str(exc))
+    try:
+        blobs = await open_blob_store(config)
+        await blobs.close()
+        report(True, "media store", config.media_description() + " is usable")
+    except StartupError as exc:
+        report(False, "media store", str(exc))
     return ok
 
 
