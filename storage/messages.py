@@ -296,7 +296,7 @@ async def add_batch(db: Database, batch: Sequence[MessageInsert], event_kind: st
     the check reports the key missing."""
     try:
         rows = await db.fetch("messages.add", ADD_BATCH_SQL, *batch_args(batch, event_kind))
-    except (*TRANSIENT_ERRORS, asyncpg.ForeignKeyViolationError):
+    except TRANSIENT_ERRORS + (asyncpg.ForeignKeyViolationError,):
         raise StorageBusy("messages.add") from None
     return [_sent(row) for row in rows]
 
