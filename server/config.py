@@ -238,7 +238,8 @@ class HelpFormatter(argparse.HelpFormatter):
 
 EPILOG = """operator commands:
   python -m server admin COMMAND   create-user, reset-password, revoke-sessions,
-                                   clients list|add|remove, schema, migrate, stats
+                                   clients list|add|remove, schema, migrate, stats,
+                                   media gc|delete
                                    (python -m server admin --help)
   python -m server --check         check settings, database and SMTP, then exit
 

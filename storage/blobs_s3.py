@@ -45,6 +45,8 @@ PREFIX = "blobs/"
 #: whatever its size (S3 allows at most 10,000 parts: 80 GiB per blob).
 PART_SIZE = 8 * 1024 * 1024
 PARTS_IN_FLIGHT = 4
+#: Seconds ``close`` waits for obstore's threads to finish with the last call.
+SETTLE = 0.1
 _DIGEST = re.compile(r"^blobs/[0-9a-f]{2}/[0-9a-f]{2}/([0-9a-f]{64})$")
 
 
@@ -191,4 +193,8 @@ class S3Blobs:
         return self.describe()
 
     async def close(self) -> None:
-        return None  # obstore's connection pool goes with the store object
+        # obstore's runtime threads let go of the Python objects of a call a
+        # moment after it returns; a process that exits within that moment is
+        # aborted (SIGABRT) by the interpreter's finalisation.  Closing waits
+        # that moment out, so an exit never follows a transfer that closely.
+        await asyncio.sleep(SETTLE)

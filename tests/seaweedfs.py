@@ -77,8 +77,21 @@ class SeaweedFS:
         self.endpoint = ""
 
     def start(self, timeout: float = 60.0) -> SeaweedFS:
+        """Start it and wait until the buckets answer.  A port chosen free
+        and taken by another process before weed bound it: again, on others."""
+        for attempt in range(3):
+            try:
+                return self._start(timeout)
+            except RuntimeError as exc:
+                if "Port allocation failed" not in str(exc) or attempt == 2:
+                    self.stop()  # nothing of a failed start stays behind either
+                    raise
+        raise AssertionError("unreachable")
+
+    def _start(self, timeout: float) -> SeaweedFS:
         data = self.root / "data"
-        data.mkdir()
+        shutil.rmtree(data, ignore_errors=True)
+        data.mkdir(parents=True)
         identities = self.root / "s3.json"
         identities.write_text(json.dumps({"identities": [{
             "name": "sessia",
@@ -111,7 +124,7 @@ class SeaweedFS:
         while not self._bucket_ready():
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 tail = (self.root / "weed.log").read_text(errors="replace")[-3000:]
-                self.stop()
+                self._end()
                 raise RuntimeError(f"SeaweedFS did not start:\n{tail}")
             time.sleep(0.1)
         return self
@@ -144,6 +157,10 @@ class SeaweedFS:
         ]
 
     def stop(self) -> None:
+        self._end()
+        shutil.rmtree(self.root, ignore_errors=True)
+
+    def _end(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.terminate()
             try:
@@ -151,4 +168,3 @@ class SeaweedFS:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
-        shutil.rmtree(self.root, ignore_errors=True)

@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import subprocess
 import sys
+import time
 
 import obstore
 import pytest
@@ -114,3 +116,67 @@ def test_credentials_from_the_environment_and_the_file_stay_out_of_logs_and_chec
     log = "\n".join(server.log)
     assert f"configuration: media: S3 bucket '{BUCKETS[0]}' at {s3.endpoint}" in log
     assert SECRET_KEY not in log and ACCESS_KEY not in log
+
+
+#: Run in a process of its own, so its peak memory is the put's alone.
+_PUT_SCRIPT = """
+import asyncio, os, resource, sys
+from pathlib import Path
+from storage.blobs_s3 import S3Blobs
+endpoint, bucket, region, access, secret, path, size = sys.argv[1:]
+async def main():
+    blobs = S3Blobs(endpoint=endpoint, bucket=bucket, region=region, access_key=access, secret_key=secret)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    sha256 = os.urandom(32)
+    await blobs.put_file(Path(path), sha256, int(size))
+    grew = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
+    print(grew // 1024, await blobs.size(sha256))
+    await blobs.delete(sha256)
+    await blobs.close()
+asyncio.run(main())
+"""
+
+
+def test_a_large_put_streams_the_file_in_bounded_memory(s3, tmp_path):
+    """512 MiB (a sparse file: no disk used) put as a multipart upload: the
+    process's peak memory grows by far less than the file."""
+    size = 512 << 20
+    path = tmp_path / "large"
+    with open(path, "wb") as f:
+        f.truncate(size)
+    result = subprocess.run(
+        [sys.executable, "-c", _PUT_SCRIPT, s3.endpoint, BUCKETS[0], REGION, ACCESS_KEY, SECRET_KEY, str(path), str(size)],
+        capture_output=True, text=True, cwd=ROOT, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    grew_mib, stored = map(int, result.stdout.split())
+    assert stored == size
+    assert grew_mib < 128, f"peak memory grew {grew_mib} MiB for a {size >> 20} MiB put"
+
+
+def test_the_test_s3_server_dies_with_the_process_that_started_it():
+    """kill -9 of a test run leaves no SeaweedFS behind (PR_SET_PDEATHSIG)."""
+    script = ("import time; from tests.seaweedfs import SeaweedFS; s = SeaweedFS().start();"
+              " print(s.proc.pid, s.root, flush=True); time.sleep(120)")
+    runner = subprocess.Popen([sys.executable, "-c", script], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    try:
+        assert runner.stdout is not None
+        pid, root = runner.stdout.readline().split()
+        assert os.path.exists(f"/proc/{pid}")
+    finally:
+        runner.kill()
+        runner.wait()
+    deadline = time.monotonic() + 10
+    while _alive(int(pid)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    shutil.rmtree(root, ignore_errors=True)  # what the killed run could not remove
+    assert not _alive(int(pid))
+
+
+def _alive(pid: int) -> bool:
+    """Running (a zombie waiting for init to reap it is not)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
