@@ -42,11 +42,13 @@ def server(request, server, start_server):
     """The module's server: the shared one (media on local disk), then one
     whose media are in the S3 bucket."""
     if request.param == "local":
-        return server
+        yield server
+        return
     s3 = request.getfixturevalue("s3")
     on_s3 = start_server(*s3.args())
     on_s3.s3 = s3
-    return on_s3
+    yield on_s3
+    on_s3.stop()
 
 
 def stored_path(server, data: bytes) -> Path:

@@ -67,9 +67,12 @@ async def node(request, start_server, new_database, tmp_path_factory):
         blobs = LocalBlobs(data_dir / "media")
     server = start_server(*store_args, "--rate-media", "0", database_url=url, data_dir=data_dir)
     db = await Database.connect(url, min_size=1, max_size=4)
-    yield Node(server, url, store_args, blobs, db)
-    await db.close()
-    await blobs.close()
+    try:
+        yield Node(server, url, store_args, blobs, db)
+    finally:
+        await db.close()
+        await blobs.close()
+        server.stop()  # its connections go back to the shared PostgreSQL now, not at the end of the run
     assert not server.alarms()
 
 

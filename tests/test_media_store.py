@@ -30,6 +30,14 @@ async def test_a_file_uploaded_on_one_node_downloads_on_the_other(start_server, 
     url = new_database()
     node_a = start_server(*s3.args(), database_url=url)
     node_b = start_server(*s3.args(), database_url=url)
+    try:
+        await _across(node_a, node_b, s3, user)
+    finally:
+        node_a.stop()
+        node_b.stop()
+
+
+async def _across(node_a, node_b, s3, user) -> None:
     alice = await user(target=node_a)
     bob = await user(target=node_b)
     data = PNG + os.urandom(300_000)
