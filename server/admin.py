@@ -39,7 +39,7 @@ from storage.embedded import EmbeddedPostgres
 from storage.errors import StorageError
 from storage.migrate import applied_versions, available, current_version, migrate, pending
 
-from . import accounts
+from . import accounts, admin_media
 from .broker import LocalBroker, NatsBroker, make_broker
 from .config import Config, apply_config_file, build_parser, config_from_namespace, config_path, read_config_file
 from .passwords import Passwords
@@ -50,7 +50,8 @@ PROG = "python -m server admin"
 #: Server flags shown in the commands' --help; the others are accepted but not listed.
 SHOWN_SETTINGS = frozenset((
     "--config", "--database-url", "--data-dir", "--broker", "--clients", "--min-password-length",
-    "--argon2-time-cost", "--argon2-memory-kib",
+    "--argon2-time-cost", "--argon2-memory-kib", "--media-store", "--s3-endpoint", "--s3-bucket", "--s3-region",
+    "--s3-access-key", "--s3-secret-key", "--media-grace",
 ))
 
 
@@ -170,6 +171,24 @@ def build_admin_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
             "Show the schema version of the database and the migrations this version of the server would apply.")
     command("migrate", "apply pending migrations",
             "Apply pending migrations (the server also does so at start), under the same advisory lock.")
+    media = command("media", "media files (gc, delete)",
+                    "The media lifecycle: remove what nobody uses any more (gc), or one file an operator must "
+                    "take down (delete). See docs/operations.md, 'Media lifecycle'.")
+    media_commands = media.add_subparsers(dest="media_command", required=True, metavar="ACTION")
+    c = command("gc", "remove unused keys and the files no key names",
+                "Remove keys no live message carries and that are no profile or dialog photo, uploaded more than "
+                "--media-grace ago (default 24h), then the files no key names any more, written more than "
+                "--media-grace ago. Prints each, then the counts and bytes.", media_commands)
+    c.add_argument("--dry-run", action="store_true", help="change nothing; print what would be removed")
+    c = command("delete", "take one file down (a quarantine)",
+                "Remove the key KEY, and its file unless another key names the same content; remember the "
+                "content as quarantined: an upload of the same bytes later gets a key nobody can download. "
+                "Messages carrying KEY lose that attachment; a photo set to it is no longer served.",
+                media_commands)
+    c.add_argument("key", metavar="KEY")
+    c.add_argument("--all-copies", action="store_true",
+                   help="also remove every other key of the same content, and so the file")
+
     c = command("stats", "counts of users, dialogs, messages, media, sessions",
                 "Exact counts of users, dialogs, messages (not deleted), media uploads and distinct files "
                 "with their bytes, and live (not revoked) sessions.")
@@ -245,6 +264,13 @@ async def run(args: argparse.Namespace, config: Config) -> int:
             return await schema(db)
         if args.command == "migrate":
             return await apply_migrations(db)
+        if args.command == "media":
+            try:
+                if args.media_command == "gc":
+                    return await admin_media.gc(db, config, dry_run=args.dry_run)
+                return await admin_media.delete(db, config, args.key, all_copies=args.all_copies)
+            except admin_media.MediaCommandError as exc:
+                raise Failure(str(exc)) from None
         return await stats(db, as_json=args.json)
     raise AssertionError(args.command)
 

@@ -36,9 +36,11 @@ from storage import dialog_log, event_log, rate_limits
 from storage.blobs import BlobStore, LocalBlobs
 from storage.db import Database
 from storage.embedded import EmbeddedError, EmbeddedPostgres
+from storage.errors import BlobStoreUnavailable
 from storage.migrate import available, current_version, migrate, pending
 
 from .accounts import announcement
+from .blob_stores import make_blob_store
 from .broker import Broker, LocalBroker, make_broker
 from .changes import Changes
 from .config import Config
@@ -425,6 +427,22 @@ def start_embedded(config: Config, *, exclusive: bool) -> EmbeddedPostgres:
     return embedded
 
 
+async def open_blob_store(config: Config) -> BlobStore:
+    """The configured media store, checked: reachable, the bucket there, the
+    credentials accepted; else a StartupError naming endpoint and bucket
+    (never the credentials)."""
+    try:
+        blobs = make_blob_store(config)
+    except ValueError as exc:
+        raise StartupError(str(exc)) from None
+    try:
+        await blobs.check()
+    except BlobStoreUnavailable as exc:
+        await blobs.close()
+        raise StartupError(f"cannot use the media store, {config.media_description()}: {exc.reason}") from None
+    return blobs
+
+
 async def stop_embedded(embedded: EmbeddedPostgres) -> None:
     if embedded.started_here:
         await asyncio.to_thread(embedded.stop)
@@ -465,7 +483,9 @@ async def serve(
         db.timings = Timings()
         if worker is None:
             await migrate_database(db, url)
-        app = App(config, db, make_broker(config.broker, url, db.pool))
+        blobs = await open_blob_store(config)
+        started.push_async_callback(blobs.close)
+        app = App(config, db, make_broker(config.broker, url, db.pool), blobs)
         started.callback(app.close)
         started.push_async_callback(app.thumbnails.pool.close)
         # What start-up made lives as long as the server: out of the collector's
@@ -621,6 +641,12 @@ async def check(config: Config, out: list[str]) -> bool:
         report(True, "smtp", await _check_smtp(config))
     except StartupError as exc:
         report(False, "smtp", str(exc))
+    try:
+        blobs = await open_blob_store(config)
+        await blobs.close()
+        report(True, "media store", config.media_description() + " is usable")
+    except StartupError as exc:
+        report(False, "media store", str(exc))
     return ok
 
 

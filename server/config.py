@@ -42,6 +42,15 @@ class Config:
     ready_file: Path | None = None
     # server processes sharing the port (server/workers.py); 1: this process serves
     workers: int = 1
+    # where media bytes live (docs/operations.md, "Media storage")
+    media_store: str = "local"
+    s3_endpoint: str | None = None
+    s3_bucket: str | None = None
+    s3_region: str = "us-east-1"
+    s3_access_key: str | None = None
+    s3_secret_key: str | None = None
+    # admin media gc: how old an unused key or an unrecorded blob must be to go
+    media_grace: float = 24 * 3600.0
     # limits
     max_frame_size: int = 1 * MiB
     max_media_size: int = 20 * MiB
@@ -136,8 +145,10 @@ class Config:
             f"database: {database}",
             f"mail: {shown['smtp_url'] or 'outbox ' + str(self.data_dir / 'outbox')};"
             f" broker: {shown['broker'] or 'postgres (LISTEN/NOTIFY)'}",
+            f"media: {self.media_description()}",
         ]
-        ignored = {"host", "port", "data_dir", "database_url", "smtp_url", "broker", "config_file", "tls_cert"}
+        ignored = {"host", "port", "data_dir", "database_url", "smtp_url", "broker", "config_file", "tls_cert",
+                   "media_store", "s3_endpoint", "s3_bucket", "s3_region", "s3_access_key", "s3_secret_key"}
         changed = [
             f"{f.name}={shown[f.name]}"
             for f in fields(self)
@@ -146,17 +157,28 @@ class Config:
         lines.append("settings not at their default: " + (", ".join(changed) if changed else "none"))
         return ["configuration: " + line for line in lines]
 
+    def media_description(self) -> str:
+        """Where media bytes live, in words for the log (no credentials)."""
+        if self.media_store == "s3":
+            return f"S3 bucket {self.s3_bucket!r} at {_redact_url(self.s3_endpoint or '?')} (region {self.s3_region})"
+        return f"local disk in {self.media_dir}"
+
     def redacted(self) -> dict[str, Any]:
         """The effective settings for the start-up log, with secrets hidden."""
         out: dict[str, Any] = {}
         for f in fields(self):
             value = getattr(self, f.name)
-            if f.name in ("database_url", "smtp_url", "broker") and value:
+            if f.name in ("database_url", "smtp_url", "broker", "s3_endpoint") and value:
                 value = _redact_url(value)
-            elif f.name == "smtp_password" and value:
+            elif f.name in _SECRETS and value:
                 value = "***"
             out[f.name] = str(value) if isinstance(value, Path | Rate) else value
         return out
+
+
+#: Settings never shown: passwords, and both halves of the object store's
+#: credentials (an access key id alone still names whose account it is).
+_SECRETS = frozenset(("smtp_password", "s3_access_key", "s3_secret_key"))
 
 
 def _redact_url(url: str) -> str:
@@ -223,7 +245,8 @@ class HelpFormatter(argparse.HelpFormatter):
 
 EPILOG = """operator commands:
   python -m server admin COMMAND   create-user, reset-password, revoke-sessions,
-                                   clients list|add|remove, schema, migrate, stats
+                                   clients list|add|remove, schema, migrate, stats,
+                                   media gc|delete
                                    (python -m server admin --help)
   python -m server --check         check settings, database and SMTP, then exit
 
@@ -264,6 +287,20 @@ def build_parser(*, add_help: bool = True) -> argparse.ArgumentParser:
                    " and restarted by this one; 1: this process serves (default %(default)s)")
     p.add_argument("--log-level", default=d.log_level,
                    choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="log threshold (default %(default)s)")
+    p.add_argument("--media-store", default=d.media_store, choices=["local", "s3"],
+                   help="where media bytes live: local (DATA_DIR/media, one node) or s3 (a bucket every node"
+                   " shares; needs the --s3-* settings)")
+    p.add_argument("--s3-endpoint", default=None,
+                   help="URL of the S3 API, e.g. https://s3.eu-west-1.amazonaws.com or http://127.0.0.1:8333")
+    p.add_argument("--s3-bucket", default=None, help="bucket for media bytes; it must exist")
+    p.add_argument("--s3-region", default=d.s3_region, help="region the requests are signed for")
+    p.add_argument("--s3-access-key", default=None, help="access key id (never logged)")
+    p.add_argument("--s3-secret-key", default=None,
+                   help="secret access key (never logged); prefer the SESSIA_S3_SECRET_KEY environment variable"
+                   " or the --config file: flags show in ps")
+    p.add_argument("--media-grace", type=duration_arg, default="24h", metavar="DURATION",
+                   help="admin media gc: a key never attached, and bytes no key names, are kept this long after"
+                   " the upload (seconds, or with a unit: 90m, 24h, 7d)")
     p.add_argument("--max-frame-size", type=int, default=d.max_frame_size,
                    help="largest frame payload in bytes for every request but Media")
     p.add_argument("--max-media-size", type=int, default=d.max_media_size,
@@ -484,6 +521,23 @@ def _positive(value: str) -> int:
     if number < 1:
         raise argparse.ArgumentTypeError(f"expected 1 or more, got {number}")
     return number
+
+
+_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def duration_arg(value: str) -> float:
+    """Seconds from ``90``, ``90s``, ``15m``, ``24h`` or ``7d``; never negative."""
+    text = value.strip().lower()
+    scale = _UNITS.get(text[-1:], None)
+    number = text[:-1] if scale is not None else text
+    try:
+        seconds = float(number) * (scale or 1.0)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a duration (like 3600, 90m, 24h or 7d)") from None
+    if seconds < 0 or seconds != seconds:
+        raise argparse.ArgumentTypeError(f"{value!r}: a duration cannot be negative")
+    return seconds
 
 
 def _smtp_url(value: str) -> str:

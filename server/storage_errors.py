@@ -5,7 +5,15 @@ with its Status code, message and extra fields."""
 from __future__ import annotations
 
 from protocol.status import Conflict, Gone, InternalError, SessiaError, Unavailable
-from storage.errors import DialogLogTrimmed, IdentityTaken, LogTrimmed, StorageBusy, StorageError, StorageUnavailable
+from storage.errors import (
+    BlobStoreUnavailable,
+    DialogLogTrimmed,
+    IdentityTaken,
+    LogTrimmed,
+    StorageBusy,
+    StorageError,
+    StorageUnavailable,
+)
 
 #: What a taken login or email is called in the answer (registration and email changes).
 TAKEN_MESSAGES = {
@@ -18,6 +26,8 @@ def status_for(exc: StorageError) -> SessiaError:
     """The answer to a request that ``exc`` ended."""
     if isinstance(exc, StorageUnavailable):
         return Unavailable("storage unavailable, try again shortly")
+    if isinstance(exc, BlobStoreUnavailable):
+        return Unavailable("media store unavailable, try again shortly")
     if isinstance(exc, StorageBusy):
         return Unavailable("storage busy, try again")
     if isinstance(exc, LogTrimmed):

@@ -24,8 +24,9 @@ import os
 import shutil
 import tempfile
 from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import BinaryIO, Protocol
+from typing import BinaryIO, NamedTuple, Protocol
 
 from .errors import BlobMissing
 
@@ -34,8 +35,19 @@ from .errors import BlobMissing
 CHUNK = 1024 * 1024
 
 
+class StoredBlob(NamedTuple):
+    """One blob as ``walk`` finds it.  ``modified``: when its bytes were
+    written, which is how ``admin media gc`` tells a blob an upload has just
+    put (and is about to record) from one left by a crash long ago."""
+
+    sha256: bytes
+    size: int
+    modified: datetime
+
+
 class BlobStore(Protocol):
-    """Content-addressed bytes.  Implementations: ``LocalBlobs`` (this module)."""
+    """Content-addressed bytes.  Implementations: ``LocalBlobs`` (this module)
+    and ``S3Blobs`` (storage/blobs_s3.py)."""
 
     #: "local" or "s3": what the start-up log and ``admin media`` report.
     kind: str
@@ -67,8 +79,14 @@ class BlobStore(Protocol):
         """Remove the blob; False if it was not stored."""
         ...
 
-    def walk(self) -> AsyncIterator[tuple[bytes, int]]:
-        """Every stored blob as (sha256, size), in no particular order."""
+    def walk(self) -> AsyncIterator[StoredBlob]:
+        """Every stored blob, in no particular order."""
+        ...
+
+    async def check(self) -> str:
+        """Whether the store can be used (reachable, the bucket exists, the
+        credentials are accepted): a description for the start-up log, or
+        ``BlobStoreUnavailable`` saying what is wrong."""
         ...
 
     async def close(self) -> None:
@@ -126,10 +144,13 @@ class LocalBlobs:
     async def delete(self, sha256: bytes) -> bool:
         return await asyncio.to_thread(self._delete, sha256)
 
-    async def walk(self) -> AsyncIterator[tuple[bytes, int]]:
+    async def walk(self) -> AsyncIterator[StoredBlob]:
         found = await asyncio.to_thread(self._list)
         for item in found:
             yield item
+
+    async def check(self) -> str:
+        return f"local disk in {self.root}"
 
     async def close(self) -> None:
         return None
@@ -193,8 +214,8 @@ class LocalBlobs:
         fsync_dir(path.parent)
         return True
 
-    def _list(self) -> list[tuple[bytes, int]]:
-        found: list[tuple[bytes, int]] = []
+    def _list(self) -> list[StoredBlob]:
+        found: list[StoredBlob] = []
         if not self.root.is_dir():
             return found
         for first in self.root.iterdir():
@@ -208,8 +229,13 @@ class LocalBlobs:
                         digest = bytes.fromhex(entry.name)
                     except ValueError:
                         continue  # a temporary file of a write in progress
-                    if len(digest) == 32:
-                        found.append((digest, entry.stat().st_size))
+                    if len(digest) != 32:
+                        continue
+                    try:
+                        st = entry.stat()
+                    except FileNotFoundError:
+                        continue  # removed since the directory was read
+                    found.append(StoredBlob(digest, st.st_size, datetime.fromtimestamp(st.st_mtime, UTC)))
         return found
 
 

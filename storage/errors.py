@@ -74,3 +74,14 @@ class BlobMissing(StorageError):
     def __init__(self, sha256: bytes) -> None:
         self.sha256 = sha256
         super().__init__(f"blob {sha256.hex()} is missing from the store")
+
+
+class BlobStoreUnavailable(StorageError):
+    """The blob store could not be used (not reachable, credentials refused,
+    no such bucket): nothing the request asked for can be assumed done.
+    ``reason`` says which, in words safe to log: never a credential."""
+
+    def __init__(self, operation: str, reason: str) -> None:
+        self.operation = operation
+        self.reason = reason
+        super().__init__(f"blob store unavailable during {operation}: {reason}")

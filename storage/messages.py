@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, NamedTuple
 
+import asyncpg
+
 from .db import TRANSIENT_ERRORS, Database
 from .dialogs import READER_SQL
 from .errors import StorageBusy
@@ -288,10 +290,13 @@ async def add_batch(db: Database, batch: Sequence[MessageInsert], event_kind: st
     in one statement (``ADD_BATCH_SQL``); one outcome per message, in order
     (None: to be tried again, see ``_sent``).  The caller (the group commit,
     server/group_commit.py) never puts two messages with the same dialog and
-    key in one batch.  A deadlock is ``StorageBusy``: nothing was stored."""
+    key in one batch.  A deadlock is ``StorageBusy``: nothing was stored.  So
+    is a media row removed (``admin media gc`` or ``delete``) between the
+    statement's check of the media and its insert of the links: tried again,
+    the check reports the key missing."""
     try:
         rows = await db.fetch("messages.add", ADD_BATCH_SQL, *batch_args(batch, event_kind))
-    except TRANSIENT_ERRORS:
+    except TRANSIENT_ERRORS + (asyncpg.ForeignKeyViolationError,):
         raise StorageBusy("messages.add") from None
     return [_sent(row) for row in rows]
 

@@ -1,6 +1,7 @@
-"""Shared fixtures: one embedded PostgreSQL per test run, one SMTP server, and
-one shared server process; tests that restart or kill a server start their own
-(each on its own database of the same PostgreSQL)."""
+"""Shared fixtures: one embedded PostgreSQL per test run, one SMTP server, one
+S3 server (SeaweedFS, started on first use), and one shared server process;
+tests that restart or kill a server start their own (each on its own database
+of the same PostgreSQL)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ import client_sdk
 from storage.embedded import EmbeddedPostgres
 
 from .fuzz_schema import TALLY
+from .seaweedfs import SeaweedFS
 from .support import TEST_CLIENT, MailBox, ServerProcess, start_smtp
 
 _db_numbers = itertools.count(1)
@@ -59,6 +61,15 @@ def new_database(pg: EmbeddedPostgres) -> Callable[[], str]:
         return pg.url.replace("/postgres?", f"/{name}?")
 
     return create
+
+
+@pytest.fixture(scope="session")
+def s3():
+    """A real S3 server (SeaweedFS) with one bucket, for the whole run; its
+    ``args()`` are the server flags that keep media there."""
+    store = SeaweedFS().start()
+    yield store
+    store.stop()
 
 
 @pytest.fixture(scope="session")

@@ -107,12 +107,41 @@ def test_redacted_hides_secrets() -> None:
     assert shown["smtp_password"] == "***"
 
 
+def test_redacted_hides_the_object_store_credentials() -> None:
+    config = Config(media_store="s3", s3_endpoint="http://k:endpointpw@127.0.0.1:8333", s3_bucket="b",
+                    s3_access_key="AKIAEXAMPLE", s3_secret_key="wJalrXUtnFEMI")
+    shown = config.redacted()
+    assert shown["s3_access_key"] == shown["s3_secret_key"] == "***"
+    text = "\n".join(config.summary()) + str(shown)
+    assert "AKIAEXAMPLE" not in text and "wJalrXUtnFEMI" not in text and "endpointpw" not in text
+    assert "configuration: media: S3 bucket 'b' at http://k:***@127.0.0.1:8333 (region us-east-1)" in text
+
+
+@pytest.mark.parametrize(("value", "seconds"), [("90", 90.0), ("90s", 90.0), ("15m", 900.0), ("24h", 86400.0),
+                                                 ("7d", 604800.0), ("0", 0.0), ("1.5h", 5400.0)])
+def test_media_grace_takes_a_duration(value: str, seconds: float) -> None:
+    assert parse_args(["--media-grace", value]).media_grace == seconds
+
+
+@pytest.mark.parametrize("value", ["-1h", "soon", "h", ""])
+def test_media_grace_refuses_what_is_not_a_duration(value: str, capsys) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        parse_args(["--media-grace", value])
+    assert exit_info.value.code == 2
+    assert "argument --media-grace: " in capsys.readouterr().err
+
+
+def test_media_grace_defaults_to_a_day() -> None:
+    assert parse_args([]).media_grace == 24 * 3600
+
+
 def test_server_logs_effective_settings_from_file(start_server, tmp_path: Path) -> None:
     path = toml(tmp_path, "idle-timeout = 77\nsmtp-password = 'hunter2'\nmax_inflight = 9\n")
     server: ServerProcess = start_server("--config", str(path))
     lines = [line for line in server.log if "configuration: " in line]
-    assert len(lines) == 4 and all(len(line) < 400 for line in lines)
+    assert len(lines) == 5 and all(len(line) < 400 for line in lines)
     assert any("database: postgresql://postgres@/sessia_test_" in line for line in lines)
+    assert any(f"media: local disk in {server.data_dir / 'media'}" in line for line in lines)
     changed = next(line for line in lines if "settings not at their default: " in line)
     assert "idle_timeout=77.0" in changed and "max_inflight=9" in changed and "smtp_password=***" in changed
     assert "None" not in "\n".join(lines)

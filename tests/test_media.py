@@ -1,5 +1,7 @@
 """Media end to end: upload and download in both codecs, content-addressed
-storage on disk, limits, validation and who may download what."""
+storage, limits, validation and who may download what.  Every test that talks
+to the shared ``server`` runs twice: media on local disk, and media in an S3
+bucket (a real SeaweedFS)."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ import os
 import re
 from pathlib import Path
 
+import obstore
 import pytest
 
 from client_sdk import Codec, NotFound, TooLarge, Unprocessable
@@ -34,6 +37,20 @@ def png(size: int = 64) -> bytes:
     return PNG + os.urandom(size - len(PNG))
 
 
+@pytest.fixture(scope="module", params=["local", "s3"])
+def server(request, server, start_server):
+    """The module's server: the shared one (media on local disk), then one
+    whose media are in the S3 bucket."""
+    if request.param == "local":
+        yield server
+        return
+    s3 = request.getfixturevalue("s3")
+    on_s3 = start_server(*s3.args())
+    on_s3.s3 = s3
+    yield on_s3
+    on_s3.stop()
+
+
 def stored_path(server, data: bytes) -> Path:
     digest = hashlib.sha256(data).hexdigest()
     return server.data_dir / "media" / digest[:2] / digest[2:4] / digest
@@ -43,6 +60,22 @@ def copies_of(path: Path) -> list[str]:
     """The stored file and any temporary upload files beside it (other
     contents may share the directory: it is named by a hash prefix)."""
     return sorted(n for n in os.listdir(path.parent) if n == path.name or n.startswith("."))
+
+
+def assert_stored_once(server, data: bytes) -> None:
+    """One copy of ``data``'s content in the server's store, holding exactly
+    those bytes, and nothing else under its name (no temporary files)."""
+    digest = hashlib.sha256(data).hexdigest()
+    s3 = getattr(server, "s3", None)
+    if s3 is None:
+        path = stored_path(server, data)
+        assert path.read_bytes() == data
+        assert copies_of(path) == [path.name]
+        return
+    client = s3.client()
+    found = [m["path"] for batch in obstore.list(client, prefix=f"blobs/{digest[:2]}/{digest[2:4]}/") for m in batch]
+    assert [name for name in found if digest in name] == [f"blobs/{digest[:2]}/{digest[2:4]}/{digest}"]
+    assert bytes(obstore.get(client, f"blobs/{digest[:2]}/{digest[2:4]}/{digest}").bytes()) == data
 
 
 # -- round trips -------------------------------------------------------------------------
@@ -95,7 +128,7 @@ async def test_every_image_type_with_its_magic_is_accepted(user, ext):
     assert await alice.get_media(key) == MediaFile(data=data, extension=ext, key=key)
 
 
-# -- the store on disk ---------------------------------------------------------------------
+# -- the store ----------------------------------------------------------------------------
 
 
 async def test_same_bytes_are_stored_once(server, user):
@@ -105,9 +138,7 @@ async def test_same_bytes_are_stored_once(server, user):
     second = await bob.upload_media(data, "png")
     again = await alice.upload_media(data, "png")
     assert len({first, second, again}) == 3  # one key per upload...
-    path = stored_path(server, data)
-    assert path.read_bytes() == data  # ...one file per content
-    assert copies_of(path) == [path.name]
+    assert_stored_once(server, data)  # ...one copy per content
     assert (await bob.get_media(second)).data == data
     # Each upload belongs to its uploader.
     with pytest.raises(NotFound):
@@ -119,8 +150,7 @@ async def test_concurrent_uploads_of_the_same_bytes(server, user):
     data = png(100_000)
     keys = await asyncio.gather(*(alice.upload_media(data, "png") for _ in range(8)))
     assert len(set(keys)) == 8
-    path = stored_path(server, data)
-    assert copies_of(path) == [path.name]  # no temporary files left behind
+    assert_stored_once(server, data)  # no temporary files left behind
     for key in keys:
         assert (await alice.get_media(key)).data == data
 

@@ -220,11 +220,12 @@ def test_check_reports_each_part_and_exits(tmp_path: Path, new_database, smtp) -
     assert result.returncode == 0, result.stdout + result.stderr
     lines = result.stdout.splitlines()
     assert [line.split(":")[0] for line in lines] == [
-        "ok   settings", "ok   tls", "ok   clients", "ok   data dir", "ok   database", "ok   smtp"
+        "ok   settings", "ok   tls", "ok   clients", "ok   data dir", "ok   database", "ok   smtp", "ok   media store"
     ]
     database = next(line for line in lines if line.startswith("ok   database"))
     assert "schema version 0 of" in database and "migrations pending (applied at start)" in database
-    assert f"127.0.0.1:{smtp.port} answered" in lines[-1]
+    assert f"127.0.0.1:{smtp.port} answered" in lines[-2]
+    assert lines[-1] == f"ok   media store: local disk in {tmp_path / 'media'} is usable"
 
 
 def test_check_fails_on_an_unreachable_database(tmp_path: Path) -> None:

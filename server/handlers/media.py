@@ -11,7 +11,6 @@ exist, so a key's existence is never revealed.
 from __future__ import annotations
 
 import logging
-import secrets
 from typing import Any
 
 from protocol.codecs import Codec
@@ -31,33 +30,23 @@ from storage.errors import BlobMissing
 from ..imaging import Refused
 from ..routes import Call, route
 from ..thumb_pool import PoolStopped
+from ..uploads import record_upload
 from .dialogs import dialog_media
 
 log = logging.getLogger("sessia.media")
-
-KEY_BYTES = 16  # 32 hex characters, like the original's keys
 
 
 @route(MEDIA)
 async def upload(call: Call) -> dict[str, Any]:
     await call.app.limits.media.check(call.user_id)
     req = MediaUpload.parse(call.body, call.app.config.max_media_size)
-    # Bytes first, row second: a crash in between leaves an unreferenced file,
-    # never a key that points at nothing.
+    # Bytes first, row second (server/uploads.py).
     sha256 = await call.app.blobs.put_bytes(req.data)
-    for _ in range(3):  # a clash of 128 random bits is not expected, only tolerated
-        async with call.app.changes("media.insert") as ch:
-            row = await media.insert_media(
-                ch.db,
-                key=secrets.token_hex(KEY_BYTES),
-                owner_id=call.user_id,
-                extension=req.extension,
-                size=len(req.data),
-                sha256=sha256,
-            )
-        if row is not None:
-            return ok("Media uploaded", Key=row.key)
-    raise InternalError("could not allocate a media key")
+    row = await record_upload(
+        call.app.changes, call.app.blobs, owner_id=call.user_id, extension=req.extension, size=len(req.data),
+        sha256=sha256, put_again=lambda: call.app.blobs.put_bytes(req.data),
+    )
+    return ok("Media uploaded", Key=row.key)
 
 
 @route(GET_MEDIA)
