@@ -6,7 +6,7 @@ A key is *in use* while a live message carries it, or it is a user's or a
 dialog's photo.  A key not in use whose upload is older than the grace period
 is removed (its row; a message deleted for everyone has already dropped its
 links).  A blob is *referenced* while a row that is not quarantined names its
-digest.  A blob not referenced and written before the grace period is
+digest, or it is a thumbnail (``media_thumbs``) of content such a row names.  A blob not referenced and written before the grace period is
 removed: the grace leaves alone the bytes of an upload that has put them and
 is about to record its row.
 
@@ -114,13 +114,32 @@ async def remove_keys(db: Database, keys: Sequence[str], before: datetime) -> li
 async def referenced(db: Database, digests: Sequence[bytes], *, ignoring: Sequence[str] = ()) -> set[bytes]:
     """Which of ``digests`` a row names (quarantined rows do not count;
     neither do the keys in ``ignoring``: those a dry run would remove)."""
-    rows = await db.fetch(
-        "media.referenced",
-        "SELECT DISTINCT sha256 FROM media WHERE sha256 = ANY($1::bytea[]) AND quarantined_at IS NULL"
-        " AND NOT (key = ANY($2::text[]))",
-        list(digests), list(ignoring),
-    )
+    rows = await db.fetch("media.referenced", _REFERENCED_SQL, list(digests), list(ignoring))
     return {r["sha256"] for r in rows}
+
+
+#: A blob is named by a media row, or is the thumbnail (storage/thumbs.py) of
+#: content a media row still names: thumbnails belong to the content.
+_REFERENCED_SQL = """
+SELECT sha256 FROM media
+WHERE sha256 = ANY($1::bytea[]) AND quarantined_at IS NULL AND NOT (key = ANY($2::text[]))
+UNION
+SELECT t.sha256 FROM media_thumbs t
+WHERE t.sha256 = ANY($1::bytea[])
+  AND EXISTS (SELECT 1 FROM media m WHERE m.sha256 = t.source_sha256 AND m.quarantined_at IS NULL
+                                       AND NOT (m.key = ANY($2::text[])))
+"""
+
+
+async def drop_orphan_thumbnails(db: Database) -> int:
+    """Forget the thumbnails (and remembered refusals) of content no media row
+    names any more; their blobs are then unreferenced and swept."""
+    result: str = await db.execute(
+        "media.drop_orphan_thumbnails",
+        "DELETE FROM media_thumbs t WHERE NOT EXISTS"
+        " (SELECT 1 FROM media m WHERE m.sha256 = t.source_sha256 AND m.quarantined_at IS NULL)",
+    )
+    return int(result.split()[-1])
 
 
 async def remove_blob(db: Database, blobs: BlobStore, sha256: bytes) -> bool:
@@ -161,6 +180,8 @@ async def collect(
             done.keys.append(key)
             note(key)
     ignoring = [k.key for k in done.keys] if dry_run else []
+    if not dry_run:
+        await drop_orphan_thumbnails(db)
 
     async def sweep(batch: list[StoredBlob]) -> None:
         named = await referenced(db, [b.sha256 for b in batch], ignoring=ignoring)

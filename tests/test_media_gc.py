@@ -351,3 +351,39 @@ async def test_a_key_removed_while_a_message_attaches_it_is_answered_as_missing(
         await conn.close()
     assert [m.content for m in await bob.messages(dialog, take=10, skip=0)] == []
     assert not server.alarms()
+
+
+def picture(color: tuple[int, int, int]) -> bytes:
+    import io
+
+    from PIL import Image
+
+    out = io.BytesIO()
+    Image.new("RGB", (400, 300), color).save(out, "PNG")
+    return out.getvalue()
+
+
+async def test_gc_keeps_the_thumbnails_of_content_in_use_and_removes_the_others(node, user):
+    alice, bob = await on(node, user), await on(node, user)
+    dialog = await alice.create_dialog("thumbs", members=[bob.user_id])
+    kept_key = await alice.upload_media(picture((200, 10, 10)), "png")
+    await alice.send_message(dialog, "kept", media=[kept_key])
+    gone_key = await alice.upload_media(picture((10, 10, 200)), "png")
+    kept_thumb = await bob.get_thumbnail(kept_key, "s")
+    gone_thumb = await alice.get_thumbnail(gone_key, "s")
+    thumbs = {digest(kept_thumb.data), digest(gone_thumb.data)}
+    assert len(thumbs) == 2
+    assert {d for d in thumbs if await node.blobs.size(d) is not None} == thumbs
+
+    dry = node.admin("media", "gc", "--dry-run", "--media-grace", "0")
+    assert dry.returncode == 0, dry.stderr
+    assert set(re.findall(r"^would remove file (\w+) ", dry.stdout, re.M)) >= {digest(gone_thumb.data).hex()}
+    assert digest(kept_thumb.data).hex() not in dry.stdout
+
+    done = node.admin("media", "gc", "--media-grace", "0")
+    assert done.returncode == 0, done.stderr
+    assert await node.blobs.size(digest(gone_thumb.data)) is None
+    assert await node.blobs.size(digest(kept_thumb.data)) is not None
+    assert (await bob.get_thumbnail(kept_key, "s")).data == kept_thumb.data
+    left = await node.db.fetchval("test.thumbs", "SELECT count(*) FROM media_thumbs")
+    assert left == 2  # both sizes of the kept content; the removed content's are forgotten
