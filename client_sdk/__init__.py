@@ -12,7 +12,7 @@ from protocol.codecs import Codec
 from protocol.events import DialogGap, Event, Typing
 
 from .api.dialogs import DialogMembers
-from .api.media import MediaFile
+from .api.media import DownloadedFile, MediaFile, MediaRange, UploadState, UploadTicket
 from .api.search import DialogSearch, MessageHit, PublicDialog
 from .client import Client, connect
 from .errors import *  # noqa: F403
@@ -30,11 +30,13 @@ __all__ = [
     "DialogItem",
     "DialogMembers",
     "DialogSearch",
+    "DownloadedFile",
     "Event",
     "EventStream",
     "LoginResult",
     "MediaFile",
     "MediaItem",
+    "MediaRange",
     "MessageHit",
     "MessageItem",
     "PublicDialog",
@@ -42,6 +44,8 @@ __all__ = [
     "SessionItem",
     "Typing",
     "Update",
+    "UploadState",
+    "UploadTicket",
     "UserItem",
     "connect",
     *_errors,

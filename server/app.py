@@ -32,6 +32,7 @@ import asyncpg
 
 from storage import clients as client_store
 from storage import dialog_log, event_log
+from storage import uploads as upload_store
 from storage.blobs import BlobStore, LocalBlobs
 from storage.db import Database
 from storage.embedded import EmbeddedError, EmbeddedPostgres
@@ -56,6 +57,7 @@ from .sessions import (
     SessionCache,
     parse_revocations,
 )
+from .uploads import Staging
 
 log = logging.getLogger("sessia.server")
 
@@ -77,6 +79,8 @@ class App:
         self.db = db
         #: where media bytes live (storage/blobs.py); local disk unless configured
         self.blobs: BlobStore = blobs or LocalBlobs(config.media_dir)
+        #: uploads in parts staged on this node's disk (server/uploads.py)
+        self.staging = Staging(config.uploads_dir, durable=config.durable)
         self.passwords = Passwords(
             time_cost=config.argon2_time_cost,
             memory_kib=config.argon2_memory_kib,
@@ -259,6 +263,30 @@ async def _trim_events(app: App, stop: asyncio.Event) -> None:
             pass
 
 
+async def _expire_uploads(app: App, stop: asyncio.Event) -> None:
+    """Remove this node's uploads older than ``--upload-ttl`` and staged files
+    no unfinished upload owns (left by a crash between finishing an upload and
+    removing its file).  The files are listed before the rows are read, so a
+    file of an upload started meanwhile is never taken for a leftover."""
+    staging = app.staging
+    interval = min(600.0, max(0.5, app.config.upload_ttl / 4))
+    while not stop.is_set():
+        try:
+            expired = await upload_store.expire(app.db, staging.node)
+            await staging.remove(expired)
+            on_disk = await asyncio.to_thread(staging.staged_ids)
+            live = await upload_store.unfinished_ids(app.db, staging.node)
+            await staging.remove([i for i in on_disk if i not in live and not staging.busy(i)])
+            if expired:
+                log.info("removed %d expired uploads", len(expired))
+        except Exception as exc:
+            log.warning("upload expiry failed: %s", exc)
+        try:
+            await asyncio.wait_for(stop.wait(), interval)
+        except TimeoutError:
+            pass
+
+
 async def _record_last_seen(app: App, stop: asyncio.Event) -> None:
     """Write the sessions' "last seen" every LAST_SEEN_INTERVAL (``serve`` writes it once more at the end)."""
     while not stop.is_set():
@@ -406,6 +434,9 @@ async def serve(config: Config, *, ready: asyncio.Event | None = None, stop: asy
         # Cheap checks first, then the port, then the database: each step's
         # undo is registered as it succeeds and runs, in reverse, on any failure.
         tls = tls_context(config)
+        problem = config.media_problem()
+        if problem is not None:
+            raise StartupError(problem)
         if config.clients is not None:
             read_clients_file(config.clients)
         prepare_data_dir(config.data_dir)
@@ -434,6 +465,10 @@ async def serve(config: Config, *, ready: asyncio.Event | None = None, stop: asy
             log.info("schema migrated to version %d", applied[-1])
         app = App(config, db, make_broker(config.broker, url, db.pool))
         started.callback(app.close)
+        try:
+            app.staging.prepare()
+        except OSError as exc:
+            raise StartupError(f"cannot use {config.uploads_dir} for uploads: {exc.strerror or exc}") from None
         # What start-up made lives as long as the server: out of the collector's
         # sight (gc.freeze), and young collections every 20,000 allocations rather
         # than 700, so that a page of fifty messages does not trigger several.
@@ -486,6 +521,7 @@ async def _run_until_stopped(
     trimmer = asyncio.create_task(_trim_events(app, stop))
     last_seen = asyncio.create_task(_record_last_seen(app, stop))
     refresher = asyncio.create_task(_refresh_clients(app, stop))
+    expirer = asyncio.create_task(_expire_uploads(app, stop))
     try:
         await stop.wait()
     finally:
@@ -504,7 +540,8 @@ async def _run_until_stopped(
         sweeper.cancel()
         trimmer.cancel()
         refresher.cancel()
-        await asyncio.gather(sweeper, trimmer, refresher, return_exceptions=True)
+        expirer.cancel()
+        await asyncio.gather(sweeper, trimmer, refresher, expirer, return_exceptions=True)
         await asyncio.gather(last_seen, return_exceptions=True)
         await _flush_last_seen(app)  # what the requests drained above did
         if config.ready_file is not None:

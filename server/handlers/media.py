@@ -1,4 +1,6 @@
-"""Media: upload a file (``Media``) and download one by key (``GetMedia``).
+"""Media: upload a file in one frame (``Media``) and download one by key,
+whole or by range (``GetMedia``).  Uploads in parts are in uploads.py; both
+kinds end in ``record_media``.
 
 Uploads are content-addressed in the blob store (storage/blobs.py) and recorded in
 PostgreSQL under a random, opaque key.  A download is allowed to the uploader,
@@ -16,9 +18,11 @@ from typing import Any
 from protocol.codecs import Codec
 from protocol.requests import GET_MEDIA, MEDIA
 from protocol.requests.media import MediaDownload, MediaUpload, wants_dialog_listing
-from protocol.status import InternalError, NotFound, ok
-from storage import media
+from protocol.status import InternalError, NotFound, RangeNotSatisfiable, TooLarge, ok
+from storage import media, uploads
+from storage.db import Database
 from storage.errors import BlobMissing
+from storage.media import MediaRow
 
 from ..routes import Call, route
 from .dialogs import dialog_media
@@ -31,22 +35,27 @@ KEY_BYTES = 16  # 32 hex characters, like the original's keys
 @route(MEDIA)
 async def upload(call: Call) -> dict[str, Any]:
     call.app.limits.media.check(call.user_id)
-    req = MediaUpload.parse(call.body, call.app.config.max_media_size)
+    config = call.app.config
+    req = MediaUpload.parse(call.body, config.inline_media_limit)
     # Bytes first, row second: a crash in between leaves an unreferenced file,
     # never a key that points at nothing.
     sha256 = await call.app.blobs.put_bytes(req.data)
+    async with call.app.changes("media.insert") as ch:
+        await uploads.ensure_room(ch.db, call.user_id, len(req.data), config.media_quota)
+        row = await record_media(ch.db, owner_id=call.user_id, extension=req.extension, size=len(req.data), sha256=sha256)
+    return ok("Media uploaded", Key=row.key)
+
+
+async def record_media(db: Database, *, owner_id: int, extension: str, size: int, sha256: bytes) -> MediaRow:
+    """The one step that makes bytes already in the blob store reachable, by a
+    new key: ``Media`` and ``UploadFinish`` both end here, inside the
+    caller's transaction."""
     for _ in range(3):  # a clash of 128 random bits is not expected, only tolerated
-        async with call.app.changes("media.insert") as ch:
-            row = await media.insert_media(
-                ch.db,
-                key=secrets.token_hex(KEY_BYTES),
-                owner_id=call.user_id,
-                extension=req.extension,
-                size=len(req.data),
-                sha256=sha256,
-            )
+        row = await media.insert_media(
+            db, key=secrets.token_hex(KEY_BYTES), owner_id=owner_id, extension=extension, size=size, sha256=sha256
+        )
         if row is not None:
-            return ok("Media uploaded", Key=row.key)
+            return row
     raise InternalError("could not allocate a media key")
 
 
@@ -58,6 +67,14 @@ async def get_media(call: Call) -> dict[str, Any]:
     row = await media.visible_to(call.app.db, req.key, call.user_id)
     if row is None:
         raise NotFound("media not found")
+    if req.offset is not None and req.limit is not None:
+        return await _send_range(call, row, req.offset, req.limit)
+    whole = call.app.config.inline_media_limit
+    if row.size > whole:
+        raise TooLarge(
+            f"the file is {row.size} bytes, more than the {whole} sent whole: ask for ranges (offset, limit)",
+            Size=row.size,
+        )
     # The file is read only when the connection has room for its answer: a
     # client that pipelines downloads and does not read them gets them one
     # bound's worth at a time, not all read into memory at once.
@@ -67,10 +84,35 @@ async def get_media(call: Call) -> dict[str, Any]:
         data = await call.app.blobs.read(row.sha256)
         return ok("Media sent", BytesBase64=data, Extension=row.extension, Hash=row.key)
     except BlobMissing:
-        log.error("media %s: file %s is missing from the store", row.key, row.sha256.hex())
-        raise InternalError("media file is missing on the server") from None
+        raise _missing(row) from None
     finally:
         call.conn.room.release(size)
+
+
+async def _send_range(call: Call, row: MediaRow, offset: int, limit: int) -> dict[str, Any]:
+    """Up to ``limit`` bytes from ``offset``: fewer at the end of the file,
+    none at its very end; past it, 416.  Room is taken as for a whole file,
+    so ranges pipelined and left unread are read a bound's worth at a time."""
+    if offset > row.size:
+        raise RangeNotSatisfiable(f"offset {offset} is past the end of the file ({row.size} bytes)", Size=row.size)
+    length = min(limit, row.size - offset)
+    size = answer_size(length, call.codec)
+    await call.conn.room_for(size)
+    try:
+        data = await call.app.blobs.read_range(row.sha256, offset, length) if length else b""
+        if len(data) != length:
+            log.error("media %s: file %s is shorter than its %d bytes", row.key, row.sha256.hex(), row.size)
+            raise InternalError("media file is damaged on the server")
+        return ok("Media sent", BytesBase64=data, Extension=row.extension, Hash=row.key, Offset=offset, Size=row.size)
+    except BlobMissing:
+        raise _missing(row) from None
+    finally:
+        call.conn.room.release(size)
+
+
+def _missing(row: MediaRow) -> InternalError:
+    log.error("media %s: file %s is missing from the store", row.key, row.sha256.hex())
+    return InternalError("media file is missing on the server")
 
 
 def answer_size(file_size: int, codec: int) -> int:
