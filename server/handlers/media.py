@@ -96,7 +96,10 @@ async def _send_range(call: Call, row: MediaRow, offset: int, limit: int) -> dic
     if offset > row.size:
         raise RangeNotSatisfiable(f"offset {offset} is past the end of the file ({row.size} bytes)", Size=row.size)
     length = min(limit, row.size - offset)
-    size = answer_size(length, call.codec)
+    # Counted twice: while the answer is built, the bytes read and the frame
+    # that encodes them both exist.  Whole files count once and are rarely
+    # pipelined; ranges are made to be, by many readers at once.
+    size = 2 * answer_size(length, call.codec)
     await call.conn.room_for(size)
     try:
         data = await call.app.blobs.read_range(row.sha256, offset, length) if length else b""
