@@ -12,7 +12,7 @@ from protocol.codecs import Codec
 from protocol.events import DialogGap, Event, Typing
 
 from .api.dialogs import DialogMembers
-from .api.media import MediaFile, Thumbnail, ThumbSize
+from .api.media import DownloadedFile, MediaFile, MediaRange, Thumbnail, ThumbSize, UploadState, UploadTicket
 from .api.search import DialogSearch, MessageHit, PublicDialog
 from .client import Client, connect
 from .errors import *  # noqa: F403
@@ -30,11 +30,13 @@ __all__ = [
     "DialogItem",
     "DialogMembers",
     "DialogSearch",
+    "DownloadedFile",
     "Event",
     "EventStream",
     "LoginResult",
     "MediaFile",
     "MediaItem",
+    "MediaRange",
     "MessageHit",
     "MessageItem",
     "PublicDialog",
@@ -44,6 +46,8 @@ __all__ = [
     "Thumbnail",
     "Typing",
     "Update",
+    "UploadState",
+    "UploadTicket",
     "UserItem",
     "connect",
     *_errors,

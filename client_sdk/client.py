@@ -45,6 +45,7 @@ class Client(ProfilesAPI, FriendsAPI, MediaAPI, DialogsAPI, MessagesAPI, SearchA
         self.timeout = timeout
         self.token: str | None = None
         self.user_id: int | None = None
+        self._uploads: dict[tuple[str, int, int], str] = {}
         self.address: tuple[str, int, ssl.SSLContext | None] | None = None
         self.on_disconnect: list[Callable[[Exception | None], None]] = []
         self.on_reconnect: list[Callable[[], None]] = []

@@ -48,6 +48,8 @@ HELP = """commands:
   /dialogs          list my dialogs          /open N      open dialog N of the list
   /new LOGIN        start a dialog with a user (LOGIN, or their user id) and open it
   /history          the open dialog's last messages
+  /send PATH        send a file to the open dialog (with a progress bar; resumes if the connection drops)
+  /get N PATH       save attachment N of the open dialog's history to PATH
   /me               my login and user id     /logout      log out and quit
   /quit             quit (stay logged in)
 anything else: sent to the open dialog; with none open, to the dialog of the last message that arrived"""
@@ -58,6 +60,31 @@ UNSENT = (ConnectionClosed, RequestTimeout, OSError, Unavailable)
 
 def say(text: str) -> None:
     print(text, flush=True)
+
+
+class ProgressBar:
+    """``progress(done, total)`` for ``upload_file``/``download_file``: a bar
+    redrawn in place on a terminal, a line at every quarter otherwise."""
+
+    WIDTH = 30
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+        self.tty = sys.stdout.isatty()
+        self.shown = -1
+
+    def __call__(self, done: int, total: int) -> None:
+        share = done / total if total else 1.0
+        if self.tty:
+            filled = int(share * self.WIDTH)
+            bar = "#" * filled + "." * (self.WIDTH - filled)
+            sys.stdout.write(f"\r{self.label} [{bar}] {share:4.0%} {done / 2**20:.1f}/{total / 2**20:.1f} MiB")
+            if done >= total:
+                sys.stdout.write("\n")
+            sys.stdout.flush()
+        elif int(share * 4) > self.shown:
+            self.shown = int(share * 4)
+            say(f"{self.label}: {share:.0%}")
 
 
 class Keyboard:
@@ -153,6 +180,7 @@ class Chat:
         self.open: str | None = None
         self.last_from: str | None = None  # the dialog of the last message from someone else
         self.outbox: list[tuple[str, str, str]] = []  # (dialog, msgkey, text) not yet sent
+        self.attachments: list[str] = []  # media keys of the attachments shown, numbered from 1
         self.back = asyncio.Event()  # set when the connection is back
         self.sending = asyncio.Lock()  # one flush at a time: a line is never sent twice at once
         self.revoked = asyncio.Event()  # set when the session ended elsewhere
@@ -170,7 +198,11 @@ class Chat:
 
     async def show(self, msg: MessageItem, dialog: str | None = None) -> None:
         where = f"[{self.names.get(dialog, 'new dialog')}] " if dialog and dialog != self.open else ""
-        say(f"{where}{msg.created_at.astimezone():%H:%M} {await self.nick(msg.author_id)}: {msg.content}")
+        files = ""
+        for key in msg.media:
+            self.attachments.append(key)
+            files += f" [attachment {len(self.attachments)}]"
+        say(f"{where}{msg.created_at.astimezone():%H:%M} {await self.nick(msg.author_id)}: {msg.content}{files}")
 
     async def listen(self, stream: client_sdk.EventStream) -> None:
         """Print every new message from others as it arrives.  The stream
@@ -238,6 +270,11 @@ class Chat:
             await self.enter(key)
         elif word == "/history" and self.open:
             await self.enter(self.open)
+        elif word == "/send" and arg and self.open:
+            await self.send_file(self.open, Path(arg).expanduser())
+        elif word == "/get" and len(arg.split(maxsplit=1)) == 2 and arg.split()[0].isdigit():
+            number, path = arg.split(maxsplit=1)
+            await self.get_file(int(number), Path(path).expanduser())
         elif word.startswith("/"):
             say("unknown command or argument; /help lists the commands")
         elif not line.strip():
@@ -258,6 +295,37 @@ class Chat:
         that reached the server before the connection dropped is not made twice."""
         self.outbox.append((dialog, secrets.token_hex(16), text))
         await self.flush()
+
+    async def send_file(self, dialog: str, path: Path) -> None:
+        """Upload in parts with a progress bar, then send it as a message.
+        A drop on the way keeps the upload: the same /send again resumes."""
+        if not path.is_file():
+            say(f"no file {path}")
+            return
+        try:
+            key = await self.client.upload_file(path, progress=ProgressBar(f"sending {path.name}"))
+        except UNSENT:
+            say(f"\nthe connection dropped: /send {path} again when it is back continues where it stopped")
+            return
+        except SessiaError as exc:
+            say(f"\nnot sent ({exc.message}): {path.name}")
+            return
+        await self.client.send_message(dialog, path.name, media=[key])
+        say(f"sent {path.name} ({path.stat().st_size} bytes)")
+
+    async def get_file(self, number: int, path: Path) -> None:
+        if not 0 < number <= len(self.attachments):
+            say("no such attachment: they are numbered as shown, [attachment N]")
+            return
+        try:
+            got = await self.client.download_file(self.attachments[number - 1], path, progress=ProgressBar(f"saving {path.name}"))
+        except UNSENT:
+            say(f"\nthe connection dropped: /get {number} {path} again continues where it stopped")
+            return
+        except SessiaError as exc:
+            say(f"\nnot saved ({exc.message})")
+            return
+        say(f"saved {got.path} ({got.size} bytes)")
 
     async def flush(self, *, reconnected: bool = False) -> None:
         """Send the waiting lines, in order; stop at the first that cannot go."""

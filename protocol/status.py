@@ -24,6 +24,7 @@ class Status(IntEnum):
     CONFLICT = 409
     GONE = 410
     TOO_LARGE = 413
+    RANGE_NOT_SATISFIABLE = 416
     UNPROCESSABLE = 422
     TOO_MANY_REQUESTS = 429
     INTERNAL = 500
@@ -39,6 +40,7 @@ DEFAULT_MESSAGES: dict[int, str] = {
     Status.CONFLICT: "Conflict",
     Status.GONE: "Gone",
     Status.TOO_LARGE: "Too large",
+    Status.RANGE_NOT_SATISFIABLE: "Range not satisfiable",
     Status.UNPROCESSABLE: "Invalid value",
     Status.TOO_MANY_REQUESTS: "Too many requests",
     Status.INTERNAL: "Internal error",
@@ -102,6 +104,12 @@ class TooLarge(SessiaError):
     code = Status.TOO_LARGE
 
 
+class RangeNotSatisfiable(SessiaError):
+    """A byte range that starts past the end of the file (``GetMedia``)."""
+
+    code = Status.RANGE_NOT_SATISFIABLE
+
+
 class Unprocessable(SessiaError):
     code = Status.UNPROCESSABLE
 
@@ -128,6 +136,7 @@ ERROR_CLASSES: dict[int, type[SessiaError]] = {
         Conflict,
         Gone,
         TooLarge,
+        RangeNotSatisfiable,
         Unprocessable,
         TooManyRequests,
         InternalError,

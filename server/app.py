@@ -33,6 +33,7 @@ import asyncpg
 from protocol.requests.media import THUMB_SIZES
 from storage import clients as client_store
 from storage import dialog_log, event_log, rate_limits
+from storage import uploads as upload_store
 from storage.blobs import BlobStore, LocalBlobs
 from storage.db import Database
 from storage.embedded import EmbeddedError, EmbeddedPostgres
@@ -61,6 +62,7 @@ from .sessions import (
 )
 from .thumb_pool import ThumbPool
 from .thumbnails import Thumbnails
+from .uploads import Staging
 
 log = logging.getLogger("sessia.server")
 
@@ -78,12 +80,19 @@ BUDGET_SWEEP_INTERVAL = 60.0
 
 class App:
     def __init__(
-        self, config: Config, db: Database, broker: Broker | None = None, blobs: BlobStore | None = None
+        self,
+        config: Config,
+        db: Database,
+        broker: Broker | None = None,
+        blobs: BlobStore | None = None,
+        uploads_dir: Path | None = None,
     ) -> None:
         self.config = config
         self.db = db
         #: where media bytes live (storage/blobs.py); local disk unless configured
         self.blobs: BlobStore = blobs or LocalBlobs(config.media_dir)
+        #: uploads in parts staged on this node's disk (server/uploads.py)
+        self.staging = Staging(uploads_dir or config.uploads_dir, durable=config.durable)
         self.passwords = Passwords(
             time_cost=config.argon2_time_cost,
             memory_kib=config.argon2_memory_kib,
@@ -286,6 +295,30 @@ async def _trim(app: App, stop: asyncio.Event) -> None:
             pass
 
 
+async def _expire_uploads(app: App, stop: asyncio.Event) -> None:
+    """Remove this node's uploads older than ``--upload-ttl`` and staged files
+    no unfinished upload owns (left by a crash between finishing an upload and
+    removing its file).  The files are listed before the rows are read, so a
+    file of an upload started meanwhile is never taken for a leftover."""
+    staging = app.staging
+    interval = min(600.0, max(0.5, app.config.upload_ttl / 4))
+    while not stop.is_set():
+        try:
+            expired = await upload_store.expire(app.db, staging.node)
+            await staging.remove(expired)
+            on_disk = await asyncio.to_thread(staging.staged_ids)
+            live = await upload_store.unfinished_ids(app.db, staging.node)
+            await staging.remove([i for i in on_disk if i not in live and not staging.busy(i)])
+            if expired:
+                log.info("removed %d expired uploads", len(expired))
+        except Exception as exc:
+            log.warning("upload expiry failed: %s", exc)
+        try:
+            await asyncio.wait_for(stop.wait(), interval)
+        except TimeoutError:
+            pass
+
+
 async def _record_last_seen(app: App, stop: asyncio.Event) -> None:
     """Write the sessions' "last seen" every LAST_SEEN_INTERVAL (``serve`` writes it once more at the end)."""
     while not stop.is_set():
@@ -463,6 +496,9 @@ async def serve(
         # Cheap checks first, then the port, then the database: each step's
         # undo is registered as it succeeds and runs, in reverse, on any failure.
         tls = tls_context(config)
+        problem = config.media_problem()
+        if problem is not None:
+            raise StartupError(problem)
         if config.clients is not None:
             read_clients_file(config.clients)
         prepare_data_dir(config.data_dir)
@@ -485,9 +521,16 @@ async def serve(
             await migrate_database(db, url)
         blobs = await open_blob_store(config)
         started.push_async_callback(blobs.close)
-        app = App(config, db, make_broker(config.broker, url, db.pool), blobs)
+        # Each worker stages the uploads it receives in a directory of its own
+        # (server/uploads.py coordinates the writers of one process).
+        uploads_dir = None if worker is None else config.uploads_dir / f"worker-{worker}"
+        app = App(config, db, make_broker(config.broker, url, db.pool), blobs, uploads_dir)
         started.callback(app.close)
         started.push_async_callback(app.thumbnails.pool.close)
+        try:
+            app.staging.prepare()
+        except OSError as exc:
+            raise StartupError(f"cannot use {app.staging.root} for uploads: {exc.strerror or exc}") from None
         # What start-up made lives as long as the server: out of the collector's
         # sight (gc.freeze), and young collections every 20,000 allocations rather
         # than 700, so that a page of fifty messages does not trigger several.
@@ -555,6 +598,7 @@ async def _run_until_stopped(
     if not worker:  # one pass serves every process on the database: worker 0 runs it
         jobs.append(asyncio.create_task(_trim(app, stop)))
     last_seen = asyncio.create_task(_record_last_seen(app, stop))
+    jobs.append(asyncio.create_task(_expire_uploads(app, stop)))  # each process its own staged files
     try:
         await stop.wait()
     finally:

@@ -21,6 +21,7 @@ from typing import Any, NoReturn
 
 from protocol.codecs import Codec
 from protocol.frames import largest_payload
+from protocol.requests.media import MAX_RANGE
 
 from .ratelimit import Rate, rate_arg
 
@@ -53,7 +54,13 @@ class Config:
     media_grace: float = 24 * 3600.0
     # limits
     max_frame_size: int = 1 * MiB
-    max_media_size: int = 20 * MiB
+    # media (docs/api/media.md): a whole file, a file in one frame, a part, a user's bytes
+    max_media_size: int = 2048 * MiB
+    max_inline_media: int = 20 * MiB
+    upload_part_size: int = 1 * MiB
+    upload_ttl: float = 86400.0
+    media_quota: int = 10 * 1024 * MiB
+    max_open_uploads: int = 16
     max_inflight: int = 64
     max_connection_buffer: int = 4 * MiB
     idle_timeout: float = 600.0
@@ -121,16 +128,41 @@ class Config:
     def media_dir(self) -> Path:
         return self.data_dir / "media"
 
+    def media_problem(self) -> str | None:
+        """What is wrong with the media limits, if anything (refused at start)."""
+        if not 64 * 1024 <= self.upload_part_size <= 16 * MiB:
+            return f"--upload-part-size must be from 65536 (64 KiB) to 16777216 (16 MiB), not {self.upload_part_size}"
+        if self.max_media_size < 1 or self.max_inline_media < 1:
+            return "--max-media-size and --max-inline-media must be at least 1 byte"
+        if self.upload_ttl <= 0 or self.media_quota < 0 or self.max_open_uploads < 1:
+            return "--upload-ttl must be positive, --media-quota at least 0, --max-open-uploads at least 1"
+        return None
+
+    @property
+    def uploads_dir(self) -> Path:
+        return self.data_dir / "uploads"
+
+    @property
+    def inline_media_limit(self) -> int:
+        """The largest file ``Media`` takes and ``GetMedia`` sends whole: the
+        inline limit, or the whole-file limit if that is smaller."""
+        return min(self.max_inline_media, self.max_media_size)
+
     @property
     def max_media_frame(self) -> int:
         """A Media frame holds the bytes base64-encoded (JSON) plus the sessia."""
-        return largest_payload(self.max_media_size, Codec.JSON)
+        return largest_payload(self.inline_media_limit, Codec.JSON)
+
+    @property
+    def max_part_frame(self) -> int:
+        """An UploadPart frame: one part, base64-encoded (JSON), plus the sessia."""
+        return largest_payload(self.upload_part_size, Codec.JSON)
 
     def max_answer_frame(self, codec: int) -> int:
         """The largest frame payload this server sends in ``codec`` (a
-        ``GetMedia`` answer of the largest file): what docs/protocol.md tells
-        a client to accept."""
-        return largest_payload(self.max_media_size, codec)
+        ``GetMedia`` answer of the largest file it sends whole, or of a range
+        if that is larger): what docs/protocol.md tells a client to accept."""
+        return largest_payload(max(self.inline_media_limit, MAX_RANGE), codec)
 
     def summary(self) -> list[str]:
         """The start-up log's account of the settings: what an operator checks
@@ -302,9 +334,22 @@ def build_parser(*, add_help: bool = True) -> argparse.ArgumentParser:
                    help="admin media gc: a key never attached, and bytes no key names, are kept this long after"
                    " the upload (seconds, or with a unit: 90m, 24h, 7d)")
     p.add_argument("--max-frame-size", type=int, default=d.max_frame_size,
-                   help="largest frame payload in bytes for every request but Media")
+                   help="largest frame payload in bytes for every request but Media and UploadPart")
     p.add_argument("--max-media-size", type=int, default=d.max_media_size,
-                   help="largest uploaded file in bytes")
+                   help="largest file in bytes, uploaded in parts (default %(default)s: 2 GiB)")
+    p.add_argument("--max-inline-media", type=int, default=d.max_inline_media,
+                   help="largest file in bytes uploaded in one Media frame or sent whole by GetMedia;"
+                   " larger files go in parts and ranges (default %(default)s: 20 MiB)")
+    p.add_argument("--upload-part-size", type=int, default=d.upload_part_size,
+                   help="bytes per part of an upload in parts, 64 KiB to 16 MiB (default %(default)s)")
+    p.add_argument("--upload-ttl", type=float, default=d.upload_ttl,
+                   help="seconds an upload in parts may take from UploadStart; then it and its staged"
+                   " bytes are removed (default %(default)s)")
+    p.add_argument("--media-quota", type=int, default=d.media_quota,
+                   help="bytes of files one account may hold, unfinished uploads included; 0 = no quota"
+                   " (default %(default)s: 10 GiB)")
+    p.add_argument("--max-open-uploads", type=int, default=d.max_open_uploads,
+                   help="unfinished uploads one account may have at once (default %(default)s)")
     p.add_argument("--max-inflight", type=int, default=d.max_inflight,
                    help="requests one connection may have in progress before the server stops reading it")
     p.add_argument("--max-connection-buffer", type=int, default=d.max_connection_buffer,
@@ -411,7 +456,7 @@ def build_parser(*, add_help: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--rate-send-message", type=rate_arg, default=d.rate_send_message,
                    help="SendMessage (MarkRead and Typing too) per account: COUNT/SECONDS, 0 = no limit (default %(default)s)")
     p.add_argument("--rate-media", type=rate_arg, default=d.rate_media,
-                   help="Media uploads per account: COUNT/SECONDS, 0 = no limit (default %(default)s)")
+                   help="Media uploads and UploadStart per account: COUNT/SECONDS, 0 = no limit (default %(default)s)")
     p.add_argument("--rate-search", type=rate_arg, default=d.rate_search,
                    help="Search per account: COUNT/SECONDS, 0 = no limit (default %(default)s)")
     p.add_argument("--metrics-port", type=int, default=None,

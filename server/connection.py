@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, cast
 
 from protocol.frames import Decoder, Frame, FrameError, FrameKind, encode_error, encode_pong
 from protocol.requests import MEDIA
+from protocol.requests.media import UPLOAD_PART
 from protocol.status import Status
 
 from .answer_room import AnswerRoom
@@ -59,7 +60,9 @@ class Connection(asyncio.Protocol):
         self.app = app
         self.transport: asyncio.Transport | None = None
         cfg = app.config
-        self.decoder = Decoder(SERVER_ACCEPTS, cfg.max_frame_size, {MEDIA: cfg.max_media_frame})
+        self.decoder = Decoder(
+            SERVER_ACCEPTS, cfg.max_frame_size, {MEDIA: cfg.max_media_frame, UPLOAD_PART: cfg.max_part_frame}
+        )
         self.peer = "?"
         self.ip = "?"
         self._admitted = False  # counted against the per-address connection limit

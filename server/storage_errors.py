@@ -4,15 +4,17 @@ with its Status code, message and extra fields."""
 
 from __future__ import annotations
 
-from protocol.status import Conflict, Gone, InternalError, SessiaError, Unavailable
+from protocol.status import Conflict, Gone, InternalError, SessiaError, TooLarge, Unavailable
 from storage.errors import (
     BlobStoreUnavailable,
     DialogLogTrimmed,
     IdentityTaken,
     LogTrimmed,
+    QuotaExceeded,
     StorageBusy,
     StorageError,
     StorageUnavailable,
+    TooManyUploads,
 )
 
 #: What a taken login or email is called in the answer (registration and email changes).
@@ -43,4 +45,12 @@ def status_for(exc: StorageError) -> SessiaError:
         )
     if isinstance(exc, IdentityTaken):
         return Conflict(TAKEN_MESSAGES[exc.field])
+    if isinstance(exc, QuotaExceeded):
+        return TooLarge(
+            f"media quota exceeded: {exc.used} of {exc.quota} bytes are used, this file needs {exc.size} more",
+            QuotaBytes=exc.quota,
+            UsedBytes=exc.used,
+        )
+    if isinstance(exc, TooManyUploads):
+        return Conflict(f"already {exc.limit} unfinished uploads: finish one or let it expire")
     return InternalError("internal error")

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import secrets
 import shutil
 import tempfile
 from collections.abc import AsyncIterator, Callable
@@ -59,7 +60,8 @@ class BlobStore(Protocol):
     async def put_file(self, path: Path, sha256: bytes, size: int) -> None:
         """Store the file at ``path``, whose digest and size the caller has
         computed, under ``sha256``.  Idempotent: a blob already stored with
-        that digest is kept.  ``path`` is left for the caller to remove."""
+        that digest is kept.  ``path`` is left for the caller to remove, and
+        must not be written again (a store may keep that very file)."""
         ...
 
     async def size(self, sha256: bytes) -> int | None:
@@ -165,10 +167,35 @@ class LocalBlobs:
 
     def _put_file(self, src: Path, sha256: bytes, size: int) -> None:
         path = self.path_for(sha256)
-        if self._stored(path, size):
+        if self._stored(path, size) or self._link(src, path):
             return
         with open(src, "rb") as source:
             self._publish(path, lambda f: shutil.copyfileobj(source, f, CHUNK))
+
+    @staticmethod
+    def _link(src: Path, path: Path) -> bool:
+        """Publish ``src`` itself under ``path`` by a hard link (fsynced,
+        then renamed into place like a copy): a file of gigabytes staged on
+        the same file system is stored without being written twice.  False
+        where links cannot be made (another file system): then it is copied."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.parent / f".upload-{secrets.token_hex(8)}.tmp"
+        try:
+            os.link(src, tmp)
+        except OSError:
+            return False
+        try:
+            fd = os.open(tmp, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(tmp, path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        fsync_dir(path.parent)
+        return True
 
     @staticmethod
     def _stored(path: Path, size: int) -> bool:

@@ -85,3 +85,22 @@ class BlobStoreUnavailable(StorageError):
         self.operation = operation
         self.reason = reason
         super().__init__(f"blob store unavailable during {operation}: {reason}")
+
+
+class QuotaExceeded(StorageError):
+    """Storing ``size`` more bytes would take an owner past ``quota``: they
+    hold ``used`` bytes already (their files and their unfinished uploads)."""
+
+    def __init__(self, used: int, size: int, quota: int) -> None:
+        self.used = used
+        self.size = size
+        self.quota = quota
+        super().__init__(f"{used} + {size} bytes exceed the quota of {quota} bytes")
+
+
+class TooManyUploads(StorageError):
+    """An owner already has ``limit`` unfinished uploads."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        super().__init__(f"already {limit} unfinished uploads")

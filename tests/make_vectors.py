@@ -49,6 +49,14 @@ TOKEN = "0" * 64 + "?1"
 SESSIA = {"tocken": TOKEN, "device": {"deviceid": "vector-device"}, "client": TEST_CLIENT}
 LOGIN_SESSIA = {"device": {"deviceid": "vector-device", "os": "Linux"}, "client": TEST_CLIENT}
 NOT_LOGGED_IN = {"Status": {"code": 401, "message": "invalid or revoked token"}}
+UPLOAD = "5e55a0c1d2e3f405162738495a6b7c8d"
+#: ``GetMedia`` by range: (body, answer with a made-up token, example success answer).
+GET_MEDIA_RANGE = (
+    {"hash": "0c1d2e3f405162738495a6b7c8d9eafb", "offset": 2097152, "limit": 1048576, "sessia": SESSIA},
+    NOT_LOGGED_IN,
+    {"Status": {"code": 200, "message": "Media sent"}, "BytesBase64": b"\x00\x00\x00\x18ftypmp42",
+     "Extension": "mp4", "Hash": "0c1d2e3f405162738495a6b7c8d9eafb", "Offset": 2097152, "Size": 2097164},
+)
 
 #: One request per name: (body, answer body from a server that knows
 #: TEST_CLIENT, example success answer).
@@ -117,6 +125,17 @@ REQUESTS: dict[str, tuple[dict[str, Any], dict[str, Any], dict[str, Any]]] = {
     "ResetPassword": ({"email": "vector", "sessia": LOGIN_SESSIA},
                       {"Status": {"code": 422, "message": "email: not a valid email address"}},
                       {"Status": {"code": 200, "message": "password changed: log in with the new password"}}),
+    "UploadStart": ({"size": 2500000, "extension": "mp4", "sha256": "9f86d081884c7d659a2feaa0c55ad015"
+                     "a3bf4f1b2b0b822cd15d6c15b0f00a08", "sessia": SESSIA}, NOT_LOGGED_IN,
+                    {"Status": {"code": 200, "message": "Upload started"}, "Upload": UPLOAD, "PartSize": 1048576,
+                     "Parts": 3, "Resumed": False}),
+    "UploadPart": ({"upload": UPLOAD, "part": 2, "bytes": b"\x00\x00\x00\x18ftypmp42", "sessia": SESSIA},
+                   NOT_LOGGED_IN, {"Status": {"code": 200, "message": "Part stored"}, "Part": 2}),
+    "UploadStatus": ({"upload": UPLOAD, "sessia": SESSIA}, NOT_LOGGED_IN,
+                     {"Status": {"code": 200, "message": "Upload in progress"}, "Upload": UPLOAD, "Size": 2500000,
+                      "PartSize": 1048576, "Parts": 3, "Missing": [0, 1]}),
+    "UploadFinish": ({"upload": UPLOAD, "sessia": SESSIA}, NOT_LOGGED_IN,
+                     {"Status": {"code": 200, "message": "Media uploaded"}, "Key": "0c1d2e3f405162738495a6b7c8d9eafb"}),
 }
 
 #: More requests of a name above, with other fields: (vector name, request
@@ -226,6 +245,18 @@ def build() -> dict[str, Any]:
         vectors.append(vector(
             f"response-{vector_name}", f"an example success answer to {name}", encode_response(rid, success, codec),
             kind="RESPONSE", codec=codec, request_id=rid, frame_name=None, body=success))
+    for codec in (Codec.MSGPACK, Codec.JSON):
+        suffix = "msgpack" if codec == Codec.MSGPACK else "json"
+        body, answer, success = GET_MEDIA_RANGE
+        rid += 1
+        vectors.append(vector(
+            f"request-GetMedia-range-{suffix}", "GetMedia of a range: 1 MiB from offset 2 MiB",
+            encode_request(rid, "GetMedia", body, codec), kind="REQUEST", codec=codec, request_id=rid,
+            frame_name="GetMedia", body=body, answer={"kind": "RESPONSE", "body": json_value(answer)}))
+        vectors.append(vector(
+            f"response-GetMedia-range-{suffix}", "a range's answer: the last 12 bytes of a file of 2097164",
+            encode_response(rid, success, codec), kind="RESPONSE", codec=codec, request_id=rid, frame_name=None,
+            body=success))
     for i, event in enumerate(EVENTS):
         codec = Codec.JSON if i % 2 else Codec.MSGPACK
         body = {"Seq": 40 + i, "Kind": event.KIND, **event.to_payload()}

@@ -2,7 +2,8 @@
 processes in pseudo-terminals against a real server.  Two chats started with
 the same command (one state file) are two users; ``/new LOGIN``; answering the
 last message without opening its dialog; a line typed while the server is
-down is sent when it is back; a session revoked elsewhere asks to log in again."""
+down is sent when it is back; a session revoked elsewhere asks to log in again;
+a file sent with a progress bar and saved by the other user."""
 
 from __future__ import annotations
 
@@ -208,3 +209,39 @@ async def test_a_session_revoked_elsewhere_asks_to_log_in_again(server, connect,
         assert chat.finish() == 0
     finally:
         chat.kill()
+
+
+def test_a_file_sent_shows_a_progress_bar_and_arrives_whole(server, tmp_path):
+    """``/send PATH`` uploads in parts with a bar drawn in place up to 100 %,
+    sends the file as a message, and the other user saves it with ``/get``."""
+    alice_login, bob_login = unique("alice"), unique("bob")
+    data = os.urandom(3 * 1024 * 1024 + 5)  # four 1 MiB parts
+    sent = tmp_path / "holiday.mp4"
+    sent.write_bytes(data)
+    terminals = []
+    try:
+        alice = Terminal(server, tmp_path / "a.json")
+        terminals.append(alice)
+        alice.register(alice_login)
+        bob = Terminal(server, tmp_path / "b.json")
+        terminals.append(bob)
+        bob.register(bob_login)
+        alice.type(f"/new {bob_login}")
+        alice.expect(f"--- {alice_login} & {bob_login} ---")
+        alice.type(f"/send {sent}")
+        # Drawn at 0 %, then redrawn in place (a carriage return, no new line) up to 100 %.
+        alice.expect(r"sending holiday\.mp4 \[\.{30}\]   0% 0\.0/3\.0 MiB\r")
+        alice.expect(r"\rsending holiday\.mp4 \[#{30}\] 100% 3\.0/3\.0 MiB\n")
+        alice.expect(rf"sent holiday\.mp4 \({len(data)} bytes\)")
+        bob.expect(rf"{alice_login}: holiday\.mp4 \[attachment 1\]")
+        saved = tmp_path / "saved.mp4"
+        bob.type(f"/get 1 {saved}")
+        bob.expect(rf"saved {re.escape(str(saved))} \({len(data)} bytes\)")
+        assert saved.read_bytes() == data
+        alice.type(f"/send {tmp_path / 'nothing-here'}")
+        alice.expect("no file ")
+        bob.type("/get 7 x")
+        bob.expect("no such attachment")
+    finally:
+        for t in terminals:
+            t.kill()

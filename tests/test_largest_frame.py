@@ -1,7 +1,8 @@
 """The largest frame a client must accept (docs/protocol.md, "Limits and
-timeouts"): a ``GetMedia`` answer of a file of the largest size, in each
+timeouts"): a ``GetMedia`` answer of the largest file sent whole, in each
 codec, fits the stated maximum.  The real server, raw frames, the default
-``--max-media-size`` (20 MiB)."""
+``--max-inline-media`` (20 MiB; larger files are sent in ranges of at most
+1 MiB, smaller answers)."""
 
 from __future__ import annotations
 
@@ -15,13 +16,14 @@ from protocol.codecs import Codec, decode_body
 from protocol.frames import HEADER, HEADER_SIZE, FrameKind, encode_request, largest_payload
 from server.config import Config
 
-MAX_MEDIA = Config().max_media_size  # the shared server runs with the default
+MAX_MEDIA = Config().inline_media_limit  # the shared server runs with the default
 
 
 def test_the_stated_numbers_are_the_code_s() -> None:
     """docs/protocol.md quotes these two numbers for the default settings."""
     assert largest_payload(MAX_MEDIA, Codec.MSGPACK) == 21_037_056
     assert largest_payload(MAX_MEDIA, Codec.JSON) == 28_027_562 == Config().max_media_frame
+    assert largest_payload(MAX_MEDIA, Codec.JSON) == Config().max_answer_frame(Codec.JSON)
 
 
 @pytest.mark.parametrize("codec", [Codec.MSGPACK, Codec.JSON], ids=["msgpack", "json"])

@@ -24,6 +24,8 @@ class ClientBase(ABC):
     codec: Codec
     #: the logged-in user's id; None before register/login and after logout
     user_id: int | None
+    #: unfinished uploads this client started: (path, size, mtime) -> upload id
+    _uploads: dict[tuple[str, int, int], str]
 
     @abstractmethod
     async def request(self, name: str, body: dict[str, Any], *, needs_session: bool = True) -> dict[str, Any]:

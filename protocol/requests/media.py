@@ -1,4 +1,6 @@
-"""Typed shapes of the media requests: ``Media`` (upload) and ``GetMedia`` (by key).
+"""Typed shapes of the media requests: ``Media`` (upload in one frame),
+``GetMedia`` (by key, whole or by range) and the upload in parts
+(``UploadStart``, ``UploadPart``, ``UploadStatus``, ``UploadFinish``).
 
 An upload names its file type by ``extension``.  Only extensions on an
 allow-list are stored: the extension becomes part of what clients are told
@@ -15,7 +17,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..fields import Fields
-from ..status import Unprocessable
+from ..status import TooLarge, Unprocessable
+
+UPLOAD_START = "UploadStart"
+UPLOAD_PART = "UploadPart"
+UPLOAD_STATUS = "UploadStatus"
+UPLOAD_FINISH = "UploadFinish"
 
 ALLOWED_EXTENSIONS: tuple[str, ...] = (
     "png", "jpg", "jpeg", "gif", "webp", "bmp",
@@ -24,6 +31,12 @@ ALLOWED_EXTENSIONS: tuple[str, ...] = (
 )
 _EXTENSION_RE = re.compile(r"^[a-z0-9]{1,10}$")
 MAX_KEY_LENGTH = 128
+#: The most bytes one ``GetMedia`` range answers: a range answer is then
+#: never larger than an ordinary frame, whatever the file's size.
+MAX_RANGE = 1 << 20
+#: Upload ids are 32 hexadecimal characters; a longer text is refused unread.
+MAX_UPLOAD_ID_LENGTH = 64
+_SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 
 
 def _is_webp(data: bytes) -> bool:
@@ -84,13 +97,85 @@ class MediaUpload:
 
 @dataclass(frozen=True, slots=True)
 class MediaDownload:
-    """``GetMedia`` by key.  The original calls the key ``hash``."""
+    """``GetMedia`` by key.  The original calls the key ``hash``.
+
+    With ``offset`` or ``limit`` (or both) it asks for a range: ``limit``
+    bytes (at most ``MAX_RANGE``, the default) from ``offset`` (default 0).
+    Without either it asks for the whole file, as the original did."""
 
     key: str
+    offset: int | None = None
+    limit: int | None = None
+
+    @property
+    def ranged(self) -> bool:
+        return self.offset is not None
 
     @classmethod
     def parse(cls, body: Fields) -> MediaDownload:
-        return cls(key=body.str("hash", min_len=1, max_len=MAX_KEY_LENGTH, strip=True))
+        key = body.str("hash", min_len=1, max_len=MAX_KEY_LENGTH, strip=True)
+        offset = body.int("offset", required=False, minimum=0)
+        limit = body.int("limit", required=False, minimum=0, maximum=MAX_RANGE)
+        if offset is None and limit is None:
+            return cls(key=key)
+        return cls(key=key, offset=offset or 0, limit=MAX_RANGE if limit is None else limit)
+
+
+@dataclass(frozen=True, slots=True)
+class UploadStart:
+    """``UploadStart``: the whole file's ``size`` and ``extension``, and
+    optionally its ``sha256`` (64 hexadecimal characters), which the server
+    checks when the upload finishes and by which it finds an unfinished
+    upload of the same file to resume."""
+
+    size: int
+    extension: str
+    sha256: bytes | None
+
+    @classmethod
+    def parse(cls, body: Fields, max_size: int) -> UploadStart:
+        ext = check_extension(body.str("extension", min_len=1, max_len=32))
+        size = body.int("size", minimum=1)
+        if size > max_size:
+            raise TooLarge(f"size: larger than {max_size} bytes")
+        digest = body.str("sha256", required=False, max_len=128, strip=True)
+        if digest is not None and not _SHA256_RE.match(digest.lower()):
+            raise Unprocessable("sha256: must be 64 hexadecimal characters")
+        return cls(size=size, extension=ext, sha256=bytes.fromhex(digest) if digest else None)
+
+
+@dataclass(frozen=True, slots=True)
+class UploadRef:
+    """``UploadStatus`` and ``UploadFinish``: the ``upload`` id ``UploadStart`` answered."""
+
+    upload: str
+
+    @classmethod
+    def parse(cls, body: Fields) -> UploadRef:
+        return cls(upload=upload_id(body))
+
+
+@dataclass(frozen=True, slots=True)
+class UploadPart:
+    """``UploadPart``: part number ``part`` (from 0) of ``upload``, and its
+    ``bytes`` (raw in msgpack, base64 in JSON).  Whether the part's number
+    and length fit the upload is checked against the upload itself."""
+
+    upload: str
+    part: int
+    data: bytes
+
+    @classmethod
+    def parse(cls, body: Fields, max_part: int) -> UploadPart:
+        upload = upload_id(body)
+        part = body.int("part", minimum=0)
+        if body.raw("bytes") in ("", b""):
+            raise Unprocessable("bytes: must not be empty")
+        return cls(upload=upload, part=part, data=body.bytes("bytes", max_size=max_part))
+
+
+def upload_id(body: Fields) -> str:
+    return body.str("upload", min_len=1, max_len=MAX_UPLOAD_ID_LENGTH, strip=True)
 
 
 def wants_dialog_listing(body: Fields) -> bool:

@@ -1,5 +1,7 @@
-"""Media: upload a file (``Media``) and download one by key (``GetMedia``),
-or a thumbnail of an image (``GetMedia`` with ``thumb``: server/thumbnails.py).
+"""Media: upload a file in one frame (``Media``) and download one by key,
+whole or by range (``GetMedia``), or a thumbnail of an image (``GetMedia``
+with ``thumb``: server/thumbnails.py).  Uploads in parts are in uploads.py;
+both kinds of upload end in ``record_upload`` (server/media_record.py).
 
 Uploads are content-addressed in the blob store (storage/blobs.py) and recorded in
 PostgreSQL under a random, opaque key.  A download is allowed to the uploader,
@@ -23,14 +25,16 @@ from protocol.requests.media import (
     wanted_thumb,
     wants_dialog_listing,
 )
-from protocol.status import InternalError, NotFound, Unavailable, Unprocessable, ok
-from storage import media
+from protocol.status import InternalError, NotFound, RangeNotSatisfiable, TooLarge, Unavailable, Unprocessable, ok
+from storage import media, uploads
+from storage.db import Transaction
 from storage.errors import BlobMissing
+from storage.media import MediaRow
 
 from ..imaging import Refused
+from ..media_record import record_upload
 from ..routes import Call, route
 from ..thumb_pool import PoolStopped
-from ..uploads import record_upload
 from .dialogs import dialog_media
 
 log = logging.getLogger("sessia.media")
@@ -39,12 +43,17 @@ log = logging.getLogger("sessia.media")
 @route(MEDIA)
 async def upload(call: Call) -> dict[str, Any]:
     await call.app.limits.media.check(call.user_id)
-    req = MediaUpload.parse(call.body, call.app.config.max_media_size)
-    # Bytes first, row second (server/uploads.py).
+    config = call.app.config
+    req = MediaUpload.parse(call.body, config.inline_media_limit)
+    # Bytes first, row second (server/media_record.py).
     sha256 = await call.app.blobs.put_bytes(req.data)
+
+    async def quota(tx: Transaction) -> None:
+        await uploads.ensure_room(tx, call.user_id, len(req.data), config.media_quota)
+
     row = await record_upload(
         call.app.changes, call.app.blobs, owner_id=call.user_id, extension=req.extension, size=len(req.data),
-        sha256=sha256, put_again=lambda: call.app.blobs.put_bytes(req.data),
+        sha256=sha256, put_again=lambda: call.app.blobs.put_bytes(req.data), before=quota,
     )
     return ok("Media uploaded", Key=row.key)
 
@@ -55,11 +64,21 @@ async def get_media(call: Call) -> dict[str, Any]:
         return await dialog_media(call)  # the listing belongs to the dialogs area
     req = MediaDownload.parse(call.body)
     thumb = wanted_thumb(call.body)
+    if thumb is not None and req.offset is not None:
+        raise Unprocessable("thumb: a thumbnail is sent whole, not by range (offset, limit)")
     row = await media.visible_to(call.app.db, req.key, call.user_id)
     if row is None:
         raise NotFound("media not found")
     if thumb is not None:
         return await send_thumbnail(call, row, thumb)
+    if req.offset is not None and req.limit is not None:
+        return await _send_range(call, row, req.offset, req.limit)
+    whole = call.app.config.inline_media_limit
+    if row.size > whole:
+        raise TooLarge(
+            f"the file is {row.size} bytes, more than the {whole} sent whole: ask for ranges (offset, limit)",
+            Size=row.size,
+        )
     # The file is read only when the connection has room for its answer: a
     # client that pipelines downloads and does not read them gets them one
     # bound's worth at a time, not all read into memory at once.
@@ -69,8 +88,31 @@ async def get_media(call: Call) -> dict[str, Any]:
         data = await call.app.blobs.read(row.sha256)
         return ok("Media sent", BytesBase64=data, Extension=row.extension, Hash=row.key)
     except BlobMissing:
-        log.error("media %s: file %s is missing from the store", row.key, row.sha256.hex())
-        raise InternalError("media file is missing on the server") from None
+        raise _missing(row) from None
+    finally:
+        call.conn.room.release(size)
+
+
+async def _send_range(call: Call, row: MediaRow, offset: int, limit: int) -> dict[str, Any]:
+    """Up to ``limit`` bytes from ``offset``: fewer at the end of the file,
+    none at its very end; past it, 416.  Room is taken as for a whole file,
+    so ranges pipelined and left unread are read a bound's worth at a time."""
+    if offset > row.size:
+        raise RangeNotSatisfiable(f"offset {offset} is past the end of the file ({row.size} bytes)", Size=row.size)
+    length = min(limit, row.size - offset)
+    # Counted twice: while the answer is built, the bytes read and the frame
+    # that encodes them both exist.  Whole files count once and are rarely
+    # pipelined; ranges are made to be, by many readers at once.
+    size = 2 * answer_size(length, call.codec)
+    await call.conn.room_for(size)
+    try:
+        data = await call.app.blobs.read_range(row.sha256, offset, length) if length else b""
+        if len(data) != length:
+            log.error("media %s: file %s is shorter than its %d bytes", row.key, row.sha256.hex(), row.size)
+            raise InternalError("media file is damaged on the server")
+        return ok("Media sent", BytesBase64=data, Extension=row.extension, Hash=row.key, Offset=offset, Size=row.size)
+    except BlobMissing:
+        raise _missing(row) from None
     finally:
         call.conn.room.release(size)
 
@@ -101,6 +143,11 @@ async def send_thumbnail(call: Call, row: media.MediaRow, tag: str) -> dict[str,
         return ok("Thumbnail sent", BytesBase64=data, Extension=thumb.extension, Hash=row.key, Thumb=tag,
                   Width=thumb.width, Height=thumb.height)
     raise InternalError("thumbnail is missing on the server")
+
+
+def _missing(row: MediaRow) -> InternalError:
+    log.error("media %s: file %s is missing from the store", row.key, row.sha256.hex())
+    return InternalError("media file is missing on the server")
 
 
 def answer_size(file_size: int, codec: int) -> int:
