@@ -80,6 +80,12 @@ async def test_the_answer_on_the_wire(member):
         answer = await alice.call("GetMedia", body)
         assert set(answer) == {"Status", "BytesBase64", "Extension", "Hash"}
         assert answer["Status"] == {"code": 200, "message": "Media sent"}
+    # A thumbnail is sent whole: with a range it is refused, and the range alone is the file's.
+    for body in ({"hash": key, "thumb": "s", "offset": 0}, {"hash": key, "thumb": "m", "limit": 10}):
+        answer = await alice.call("GetMedia", body)
+        assert answer["Status"] == {"code": 422, "message": "thumb: a thumbnail is sent whole, not by range (offset, limit)"}
+    answer = await alice.call("GetMedia", {"hash": key, "offset": 0, "limit": 8})
+    assert answer["BytesBase64"] == b"\x89PNG\r\n\x1a\n" and answer["Offset"] == 0
 
 
 async def test_aspect_ratio_kept_and_never_enlarged(member):

@@ -132,6 +132,17 @@ class MediaAPI(ClientBase):
 
     # -- uploads in parts ------------------------------------------------------------------
 
+    async def get_thumbnail(self, key: str, size: ThumbSize = "m") -> Thumbnail:
+        """The thumbnail ``size`` of the image ``key`` (made by the server on
+        the first request).  ``NotFound`` as for ``get_media``;
+        ``Unprocessable`` if ``key`` is not an image, or an image the server
+        refuses to decode (a decompression bomb, a corrupt file)."""
+        answer = await self.request(R.GET_MEDIA, {"hash": key, "thumb": size})
+        return Thumbnail(
+            data=_answer_bytes(answer["BytesBase64"]), extension=str(answer["Extension"]), key=str(answer["Hash"]),
+            size=size, width=int(answer["Width"]), height=int(answer["Height"]),
+        )
+
     async def start_upload(self, size: int, extension: str, sha256: bytes | None = None) -> UploadTicket:
         """Open an upload of ``size`` bytes (or resume the unfinished one of
         the same ``sha256``)."""
@@ -319,18 +330,6 @@ def _size_or_zero(path: Path) -> int:
         return path.stat().st_size
     except FileNotFoundError:
         return 0
-
-
-    async def get_thumbnail(self, key: str, size: ThumbSize = "m") -> Thumbnail:
-        """The thumbnail ``size`` of the image ``key`` (made by the server on
-        the first request).  ``NotFound`` as for ``get_media``;
-        ``Unprocessable`` if ``key`` is not an image, or an image the server
-        refuses to decode (a decompression bomb, a corrupt file)."""
-        answer = await self.request(R.GET_MEDIA, {"hash": key, "thumb": size})
-        return Thumbnail(
-            data=_answer_bytes(answer["BytesBase64"]), extension=str(answer["Extension"]), key=str(answer["Hash"]),
-            size=size, width=int(answer["Width"]), height=int(answer["Height"]),
-        )
 
 
 def _answer_bytes(value: Any) -> bytes:
