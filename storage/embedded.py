@@ -67,8 +67,9 @@ def _bin_dir() -> Path:
 class EmbeddedPostgres:
     """One PostgreSQL cluster in ``<data_dir>/postgres``."""
 
-    def __init__(self, data_dir: Path | str, *, durable: bool = True) -> None:
+    def __init__(self, data_dir: Path | str, *, durable: bool = True, max_connections: int = 300) -> None:
         self.data_dir = Path(data_dir).resolve()
+        self.max_connections = max_connections
         self.pgdata = self.data_dir / "postgres"
         self.durable = durable
         digest = hashlib.sha256(str(self.pgdata).encode()).hexdigest()[:12]
@@ -226,7 +227,7 @@ class EmbeddedPostgres:
             "-c", "listen_addresses=",
             "-c", f"unix_socket_directories={self.socket_dir}",
             "-c", f"port={PORT}",
-            "-c", "max_connections=300",
+            "-c", f"max_connections={self.max_connections}",
             "-c", "shared_buffers=256MB",
         ]
         if not self.durable:

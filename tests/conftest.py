@@ -34,7 +34,9 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
 
 @pytest.fixture(scope="session")
 def pg(tmp_path_factory: pytest.TempPathFactory):
-    pg = EmbeddedPostgres(tmp_path_factory.mktemp("pg"), durable=False)
+    # Every test server opens up to --db-pool-size connections, and many live
+    # at once (session-wide servers beside each test's own): room for them all.
+    pg = EmbeddedPostgres(tmp_path_factory.mktemp("pg"), durable=False, max_connections=1000)
     pg.start()
     yield pg
     pg.stop(mode="immediate")
