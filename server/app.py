@@ -460,6 +460,17 @@ def start_embedded(config: Config, *, exclusive: bool) -> EmbeddedPostgres:
     return embedded
 
 
+def database_url(config: Config, started: contextlib.AsyncExitStack) -> tuple[str, EmbeddedPostgres | None]:
+    """The database to use: ``--database-url``, or the embedded PostgreSQL
+    started here (and stopped by ``started`` when the server stops or its
+    start fails)."""
+    if config.database_url is not None:
+        return config.database_url, None
+    embedded = start_embedded(config, exclusive=True)
+    started.push_async_callback(stop_embedded, embedded)
+    return embedded.url, embedded
+
+
 async def open_blob_store(config: Config) -> BlobStore:
     """The configured media store, checked: reachable, the bucket there, the
     credentials accepted; else a StartupError naming endpoint and bucket
@@ -508,12 +519,7 @@ async def serve(
             remove_ready_file(config.ready_file)
         sock = bind_listener(config.host, config.port, shared=worker is not None)
         started.callback(sock.close)
-        embedded: EmbeddedPostgres | None = None
-        url = config.database_url
-        if url is None:
-            embedded = start_embedded(config, exclusive=True)
-            started.push_async_callback(stop_embedded, embedded)
-            url = embedded.url
+        url, embedded = database_url(config, started)
         db = await open_database(url, max_size=config.db_pool_size, embedded=embedded)
         started.push_async_callback(db.close)
         db.timings = Timings()

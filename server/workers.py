@@ -39,19 +39,18 @@ import sys
 from dataclasses import dataclass, replace
 from typing import BinaryIO
 
-from storage.embedded import EmbeddedPostgres, die_with_parent
+from storage.embedded import die_with_parent
 
 from .app import (
     StartupError,
     bind_listener,
+    database_url,
     migrate_database,
     open_database,
     prepare_data_dir,
     read_clients_file,
     remove_ready_file,
     serve,
-    start_embedded,
-    stop_embedded,
     tls_context,
     write_ready_file,
 )
@@ -220,12 +219,7 @@ async def supervise(config: Config) -> None:
         sock = bind_listener(config.host, config.port, shared=True)
         started.callback(sock.close)
         host, port = sock.getsockname()[:2]
-        embedded: EmbeddedPostgres | None = None
-        url = config.database_url
-        if url is None:
-            embedded = start_embedded(config, exclusive=True)
-            started.push_async_callback(stop_embedded, embedded)
-            url = embedded.url
+        url, embedded = database_url(config, started)
         db = await open_database(url, max_size=1, embedded=embedded)
         try:
             await migrate_database(db, url)

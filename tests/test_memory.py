@@ -13,10 +13,10 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
-import threading
 import time
 from pathlib import Path
 
+from bench.media import PeakRss
 from client_sdk.transport import CLIENT_ACCEPTS
 from protocol.codecs import decode_body
 from protocol.events import NewMessage
@@ -279,29 +279,6 @@ async def test_pipelined_event_pages_a_client_never_reads_stay_within_a_few_mib(
 # -- media in parts and by range (docs/api/media.md) ------------------------------------------
 
 
-class PeakRss:
-    """The server's largest RSS while the block runs, sampled every 20 ms."""
-
-    def __init__(self, server: ServerProcess) -> None:
-        self.server = server
-        self.peak = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._sample, daemon=True)
-
-    def _sample(self) -> None:
-        while not self._stop.is_set():
-            self.peak = max(self.peak, rss(self.server))
-            time.sleep(0.02)
-
-    def __enter__(self) -> PeakRss:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-
-
 def generated(part: int, length: int) -> bytes:
     """Part ``part`` of a generated file: 8-byte counters, different in every part."""
     word = (part * 1_000_003).to_bytes(8, "big")
@@ -344,10 +321,10 @@ async def test_big_uploads_ranged_downloads_and_unread_ranges_stay_within_64_mib
             for part in todo:
                 await owner.upload_part(ticket.upload, part, generated(part, min(part_size, size - part * part_size)))
 
-        with PeakRss(server) as upload_peak:
+        with PeakRss(server.proc.pid) as upload_peak:
             await asyncio.gather(*(send() for _ in range(4)))
             key = await owner.finish_upload(ticket.upload)
-        grew = upload_peak.peak - before
+        grew = upload_peak.peak * 1024 - before
         assert grew < 64 * MiB, f"server RSS grew by {grew / MiB:.0f} MiB during a {size >> 20} MiB upload"
         sessia = owner.sessia()
         readers = [
@@ -367,9 +344,9 @@ async def test_big_uploads_ranged_downloads_and_unread_ranges_stay_within_64_mib
                     assert got.data == generated_range(offset, len(got.data), part_size)
 
             before = await asyncio.to_thread(settled_rss, server, quiet=0.5)
-            with PeakRss(server) as download_peak:
+            with PeakRss(server.proc.pid) as download_peak:
                 await asyncio.gather(*(read(i) for i in range(10)))
-            grew = download_peak.peak - before
+            grew = download_peak.peak * 1024 - before
             assert grew < 64 * MiB, f"server RSS grew by {grew / MiB:.0f} MiB for ten readers of ranges"
         finally:
             for reader in readers:
