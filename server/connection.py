@@ -23,9 +23,11 @@ unread for ``write_timeout`` seconds is told why (an ERROR frame, request id
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import socket
 from collections import deque
+from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, cast
 
 from protocol.frames import Decoder, Frame, FrameError, FrameKind, encode_error, encode_pong
@@ -300,12 +302,17 @@ class Connection(asyncio.Protocol):
             self._pump()
             self._maybe_resume_reading()
 
-    async def room_for(self, size: int) -> None:
-        """Wait until an answer of about ``size`` bytes may be built (a file):
-        see server/answer_room.py.  The caller gives the room back with
-        ``room.release(size)`` once the answer is built, just before it is
-        written."""
+    @contextlib.asynccontextmanager
+    async def answer_room(self, size: int) -> AsyncIterator[None]:
+        """``async with conn.answer_room(size):`` build an answer of about
+        ``size`` bytes (a file, a page) once the connection has room for it
+        (server/answer_room.py); the room is given back when the block ends,
+        once the answer is built and just before it is written."""
         await self.room.take(size, self._out_size, self._write_paused)
+        try:
+            yield
+        finally:
+            self.room.release(size)
 
     def send(self, data: bytes) -> None:
         """Write one whole frame (answers and pushes)."""

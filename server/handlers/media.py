@@ -83,14 +83,12 @@ async def get_media(call: Call) -> dict[str, Any]:
     # client that pipelines downloads and does not read them gets them one
     # bound's worth at a time, not all read into memory at once.
     size = answer_size(row.size, call.codec)
-    await call.conn.room_for(size)
-    try:
-        data = await call.app.blobs.read(row.sha256)
-        return ok("Media sent", BytesBase64=data, Extension=row.extension, Hash=row.key)
-    except BlobMissing:
-        raise _missing(row) from None
-    finally:
-        call.conn.room.release(size)
+    async with call.conn.answer_room(size):
+        try:
+            data = await call.app.blobs.read(row.sha256)
+            return ok("Media sent", BytesBase64=data, Extension=row.extension, Hash=row.key)
+        except BlobMissing:
+            raise _missing(row) from None
 
 
 async def _send_range(call: Call, row: MediaRow, offset: int, limit: int) -> dict[str, Any]:
@@ -104,17 +102,15 @@ async def _send_range(call: Call, row: MediaRow, offset: int, limit: int) -> dic
     # that encodes them both exist.  Whole files count once and are rarely
     # pipelined; ranges are made to be, by many readers at once.
     size = 2 * answer_size(length, call.codec)
-    await call.conn.room_for(size)
-    try:
-        data = await call.app.blobs.read_range(row.sha256, offset, length) if length else b""
-        if len(data) != length:
-            log.error("media %s: file %s is shorter than its %d bytes", row.key, row.sha256.hex(), row.size)
-            raise InternalError("media file is damaged on the server")
-        return ok("Media sent", BytesBase64=data, Extension=row.extension, Hash=row.key, Offset=offset, Size=row.size)
-    except BlobMissing:
-        raise _missing(row) from None
-    finally:
-        call.conn.room.release(size)
+    async with call.conn.answer_room(size):
+        try:
+            data = await call.app.blobs.read_range(row.sha256, offset, length) if length else b""
+            if len(data) != length:
+                log.error("media %s: file %s is shorter than its %d bytes", row.key, row.sha256.hex(), row.size)
+                raise InternalError("media file is damaged on the server")
+            return ok("Media sent", BytesBase64=data, Extension=row.extension, Hash=row.key, Offset=offset, Size=row.size)
+        except BlobMissing:
+            raise _missing(row) from None
 
 
 async def send_thumbnail(call: Call, row: media.MediaRow, tag: str) -> dict[str, Any]:
@@ -131,15 +127,13 @@ async def send_thumbnail(call: Call, row: media.MediaRow, tag: str) -> dict[str,
             raise Unavailable("server is stopping: try again") from None
         assert thumb.sha256 is not None and thumb.size is not None
         size = answer_size(thumb.size, call.codec)
-        await call.conn.room_for(size)
-        try:
-            data = await call.app.blobs.read(thumb.sha256)
-        except BlobMissing:
-            log.warning("media %s: thumbnail %s is missing from the store: making it again", row.key, tag)
-            await call.app.thumbnails.forget(row)
-            continue
-        finally:
-            call.conn.room.release(size)
+        async with call.conn.answer_room(size):
+            try:
+                data = await call.app.blobs.read(thumb.sha256)
+            except BlobMissing:
+                log.warning("media %s: thumbnail %s is missing from the store: making it again", row.key, tag)
+                await call.app.thumbnails.forget(row)
+                continue
         return ok("Thumbnail sent", BytesBase64=data, Extension=thumb.extension, Hash=row.key, Thumb=tag,
                   Width=thumb.width, Height=thumb.height)
     raise InternalError("thumbnail is missing on the server")

@@ -178,11 +178,8 @@ async def get_messages(call: Call) -> dict[str, Any]:
     # A page can be megabytes: pipelined pages are built as the connection
     # has room for them, not all at once.
     size = MSG_ITEM_BYTES * (1 if req.msgkey is not None else req.page.take)
-    await call.conn.room_for(size)
-    try:
+    async with call.conn.answer_room(size):
         return await _messages(call, req)
-    finally:
-        call.conn.room.release(size)
 
 
 async def _messages(call: Call, req: GetMessages) -> dict[str, Any]:

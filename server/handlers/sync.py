@@ -55,8 +55,7 @@ async def get_events(call: Call) -> dict[str, Any]:
     # Pipelined pages are built as the connection has room for them
     # (server/answer_room.py): room for a whole scan of the log.
     size = EVENT_BYTES * max(req.take, SCAN_PAGE)
-    await call.conn.room_for(size)
-    try:
+    async with call.conn.answer_room(size):
         page = await call.app.push.read_page(call.user_id, req.after, req.take)
         return ok(
             "Events",
@@ -65,8 +64,6 @@ async def get_events(call: Call) -> dict[str, Any]:
             Through=page.through,
             More=page.through < page.last_seq,
         )
-    finally:
-        call.conn.room.release(size)
 
 
 @route(GET_DIALOG_EVENTS)
@@ -78,8 +75,7 @@ async def get_dialog_events(call: Call) -> dict[str, Any]:
     if await dialog_store.membership(call.app.db, req.dialog, call.user_id) is None:
         raise NotFound(DIALOG_NOT_FOUND)
     size = EVENT_BYTES * max(req.take, SCAN_PAGE)
-    await call.conn.room_for(size)
-    try:
+    async with call.conn.answer_room(size):
         page = await call.app.push.read_dialog_page(req.dialog, call.user_id, req.after, req.take)
         return ok(
             "Events",
@@ -88,5 +84,3 @@ async def get_dialog_events(call: Call) -> dict[str, Any]:
             Through=page.through,
             More=page.through < page.last_pts,
         )
-    finally:
-        call.conn.room.release(size)
