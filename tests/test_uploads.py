@@ -211,7 +211,9 @@ async def test_upload_file_resumes_after_a_dropped_connection(on_parts, tmp_path
     assert 0 < len(missing) < 13
     seen.clear()
     key = await alice.upload_file(path, progress=lambda done, total: seen.append((done, total)))
-    assert seen[0][0] == len(data) - sum(len(pieces(data)[p]) for p in missing) > 0  # resumed, not restarted
+    # Resumed, not restarted: from at least what the server had when asked (a part
+    # already on its way when the connection dropped may be stored just after).
+    assert seen[0][0] >= len(data) - sum(len(pieces(data)[p]) for p in missing) > 0
     assert seen[-1] == (len(data), len(data))
     assert await alice.download_file(key, tmp_path / "back.mp4") is not None
     assert (tmp_path / "back.mp4").read_bytes() == data
