@@ -118,6 +118,16 @@ def map_items(codec: Codec, body: dict[str, Any]) -> bytes:
     return data[1:] if n <= 15 else data[3:] if n <= 0xFFFF else data[5:]
 
 
+def bin_header(n: int) -> bytes:
+    """The msgpack header of ``n`` bytes of binary data (bin 8, 16 or 32), as
+    the packer writes it."""
+    if n <= 0xFF:
+        return b"\xc4" + n.to_bytes(1, "big")
+    if n <= 0xFFFF:
+        return b"\xc5" + n.to_bytes(2, "big")
+    return b"\xc6" + n.to_bytes(4, "big")
+
+
 def map_header(n: int) -> bytes:
     """The msgpack header of a map of ``n`` entries."""
     if n <= 15:

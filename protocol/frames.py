@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any, NamedTuple, final
 
-from .codecs import Codec, encode_body, map_header, map_items
+from .codecs import Codec, bin_header, encode_body, map_header, map_items
 from .status import Status
 
 MAGIC = b"SS"
@@ -222,7 +222,9 @@ class Decoder:
                 continue
             if end < frame_end:
                 break
-            events.append(Frame(_KINDS[kind], codec, request_id, name, bytes(buf[name_end:frame_end])))
+            with memoryview(buf) as view:  # one copy of the body, not two (a slice, then bytes of it)
+                body = bytes(view[name_end:frame_end])
+            events.append(Frame(_KINDS[kind], codec, request_id, name, body))
             pos = frame_end
         if pos:
             del buf[:pos]
@@ -278,6 +280,47 @@ def encode_push(name: str, body: Mapping[str, Any], codec: int = Codec.MSGPACK) 
 def encode_response(request_id: int, body: Mapping[str, Any], codec: int = Codec.MSGPACK) -> bytes:
     payload = encode_body(Codec(codec), body if isinstance(body, dict) else dict(body))
     return _header(FrameKind.RESPONSE, codec, request_id, len(payload)) + payload
+
+
+class PreparedResponse:
+    """A msgpack RESPONSE frame built around a hole for one bytes field, so
+    that a large value (a range of a file) is read straight into the frame
+    that carries it: one copy of the bytes instead of the three that reading
+    them, encoding the body and prefixing the header would make.
+
+    The bytes of the frame, once ``hole`` is filled and ``finish`` has set
+    the request id, are exactly those of ``encode_response`` with the same
+    body (fields in the same order).  Only msgpack can carry bytes raw; a
+    JSON answer is encoded as usual."""
+
+    __slots__ = ("frame", "hole")
+
+    def __init__(self, body: Mapping[str, Any], field: str, length: int) -> None:
+        if field not in body:
+            raise ValueError(f"{field!r} is not a field of the body")
+        head = [map_header(len(body))]
+        rest: list[bytes] = []
+        into = head
+        for name, value in body.items():
+            if name == field:
+                head.append(encode_body(Codec.MSGPACK, {name: None})[1:-1] + bin_header(length))  # key, then header
+                into = rest
+            else:
+                into.append(encode_body(Codec.MSGPACK, {name: value})[1:])
+        start = HEADER_SIZE + sum(map(len, head))
+        frame = bytearray(start + length + sum(map(len, rest)))
+        frame[HEADER_SIZE:start] = b"".join(head)
+        frame[start + length :] = b"".join(rest)
+        self.frame = frame
+        self.hole = memoryview(frame)[start : start + length]
+
+    def finish(self, request_id: int) -> bytearray:
+        """The whole frame, answering ``request_id``.  The hole is released:
+        the frame may be written and must not be changed any more."""
+        HEADER.pack_into(self.frame, 0, MAGIC, VERSION, FrameKind.RESPONSE, Codec.MSGPACK, 0, request_id,
+                         len(self.frame) - HEADER_SIZE)
+        self.hole.release()
+        return self.frame
 
 
 def encode_error(request_id: int, code: int, message: str, codec: int = Codec.MSGPACK) -> bytes:

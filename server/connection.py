@@ -85,7 +85,7 @@ class Connection(asyncio.Protocol):
         self._peer_eof = False
         self._linger: asyncio.TimerHandle | None = None
         self._lost: asyncio.Future[None] = self._loop.create_future()
-        self._out: list[bytes] | None = None  # frames written in this loop iteration, not yet flushed
+        self._out: list[bytes | bytearray] | None = None  # frames written in this loop iteration, not yet flushed
         self._out_size = 0
         self._max_inflight = cfg.max_inflight
         self._limit = cfg.max_connection_buffer
@@ -270,7 +270,7 @@ class Connection(asyncio.Protocol):
 
     # -- plumbing ----------------------------------------------------------------
 
-    def _write(self, data: bytes) -> None:
+    def _write(self, data: bytes | bytearray) -> None:
         """Queue one whole frame; the frames queued during one loop iteration
         (an answer and the pushes that follow it, several answers of a
         pipelining client, a batch's pushes) leave in one ``transport.write``

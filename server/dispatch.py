@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from protocol.codecs import decode_body
 from protocol.fields import Fields
-from protocol.frames import Frame, encode_response
+from protocol.frames import Frame, PreparedResponse, encode_response
 from protocol.status import BadRequest, InternalError, SessiaError
 from storage.errors import StorageError
 
@@ -36,7 +36,7 @@ class Dispatcher:
         self.routes = ROUTES
         self.stats = RequestStats(ROUTES)
 
-    async def answer(self, body: dict[str, Any], frame: Frame, conn: Connection) -> dict[str, Any]:
+    async def answer(self, body: dict[str, Any], frame: Frame, conn: Connection) -> dict[str, Any] | PreparedResponse:
         route = self.routes.get(frame.name)
         if route is None:
             raise BadRequest(f"unknown request {frame.name!r}")
@@ -47,8 +47,9 @@ class Dispatcher:
             conn.session_ids[session.id] = session.user_id
         return await route.handler(Call(self.app, frame.name, fields, session, sessia, conn, frame.codec))
 
-    async def dispatch(self, frame: Frame, conn: Connection) -> bytes:
-        """Run one request and return the encoded response frame."""
+    async def dispatch(self, frame: Frame, conn: Connection) -> bytes | bytearray:
+        """Run one request and return the encoded response frame (a handler
+        may have built it already: ``PreparedResponse``)."""
         started = perf_counter()
         code = 200
         try:
@@ -65,6 +66,9 @@ class Dispatcher:
             log.exception("unhandled error in %s", frame.name)
             code = 500
             result = InternalError("internal error").to_body()
+        if isinstance(result, PreparedResponse):
+            self.stats.record(frame.name, code, perf_counter() - started)
+            return result.finish(frame.request_id)
         try:
             data = encode_response(frame.request_id, result, frame.codec)
         except (TypeError, ValueError, OverflowError):

@@ -1,7 +1,8 @@
 """Routes: request name -> handler, and what a handler is given.
 
-A handler is ``async def handler(call: Call) -> dict`` and reads like the API
-description: validate, authorize, change through storage, answer.  Handlers
+A handler is ``async def handler(call: Call) -> dict`` (or, for an answer
+that carries a large bytes field, a ``PreparedResponse`` built around it) and
+reads like the API description: validate, authorize, change through storage, answer.  Handlers
 register here with ``@route``; server/dispatch.py imports them all and runs
 them, so a handler never imports the dispatcher.
 """
@@ -13,6 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from protocol.fields import Fields
+from protocol.frames import PreparedResponse
 from protocol.session import Sessia
 
 if TYPE_CHECKING:
@@ -20,7 +22,7 @@ if TYPE_CHECKING:
     from .connection import Connection
     from .sessions import Session
 
-Handler = Callable[["Call"], Awaitable[dict[str, Any]]]
+Handler = Callable[["Call"], Awaitable[dict[str, Any] | PreparedResponse]]
 
 
 @dataclass(slots=True)

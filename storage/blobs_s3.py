@@ -142,7 +142,12 @@ class S3Blobs:
         except FileNotFoundError:
             raise BlobMissing(sha256) from None
 
-    async def read_range(self, sha256: bytes, offset: int, length: int) -> bytes:
+    async def read_range_into(self, sha256: bytes, offset: int, into: memoryview) -> int:
+        data = await self._read_range(sha256, offset, len(into))
+        into[: len(data)] = data
+        return len(data)
+
+    async def _read_range(self, sha256: bytes, offset: int, length: int) -> bytes | memoryview:
         if length <= 0:
             return b""
         try:
@@ -152,7 +157,7 @@ class S3Blobs:
             got = await self._call("get", obstore.get_range_async(
                 self.store, object_name(sha256), start=offset, length=length
             ))
-            return bytes(got)
+            return memoryview(got)  # copied once, into the caller's buffer
         except FileNotFoundError:
             raise BlobMissing(sha256) from None
         except BlobStoreUnavailable:

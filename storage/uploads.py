@@ -142,18 +142,19 @@ async def get_upload(db: Database, upload_id: str, owner_id: int) -> UploadRow |
     return _upload(row)
 
 
-async def record_part(db: Database, upload_id: str, owner_id: int, part: int) -> bool:
-    """Record that part ``part`` is in the staged file (again is a no-op).
+async def record_parts(db: Database, upload_id: str, owner_id: int, parts: list[int]) -> bool:
+    """Record that ``parts`` are in the staged file (again is a no-op).
     False if the upload is gone meanwhile (expired, finished)."""
     live = await db.fetchval(
-        "uploads.record_part",
+        "uploads.record_parts",
         "WITH u AS (SELECT id FROM uploads WHERE id = $1 AND owner_id = $2 AND media_key IS NULL"
         "           AND expires_at > now()),"
-        " ins AS (INSERT INTO upload_parts (upload_id, part) SELECT id, $3 FROM u ON CONFLICT DO NOTHING)"
+        " ins AS (INSERT INTO upload_parts (upload_id, part) SELECT id, unnest($3::int[]) FROM u"
+        "         ON CONFLICT DO NOTHING)"
         " SELECT count(*) FROM u",
         upload_id,
         owner_id,
-        part,
+        parts,
     )
     return bool(live)
 

@@ -10,6 +10,7 @@ rejection is a precise Status.
 from __future__ import annotations
 
 import base64
+import os
 import re
 import struct
 from pathlib import Path
@@ -33,6 +34,7 @@ from protocol.frames import (
     Frame,
     FrameError,
     FrameKind,
+    PreparedResponse,
     encode_error,
     encode_named,
     encode_ping,
@@ -661,3 +663,25 @@ def test_protocol_doc_example_bodies_decode_as_shown():
     assert orjson.loads(json_request.body) == {"sessia": EXAMPLE_SESSIA}
     (answer,) = Decoder(ALL_KINDS).feed(EXAMPLES["auth-response-json"])
     assert orjson.loads(answer.body) == EXAMPLE_ANSWER
+
+
+@pytest.mark.parametrize("length", [0, 1, 255, 256, 65535, 65536, 1 << 20])
+@pytest.mark.parametrize("where", ["first", "middle", "last"])
+def test_a_prepared_response_is_the_frame_encode_response_makes(length, where):
+    """A response built around a hole for its bytes, the hole filled, is
+    byte for byte the frame of the same body encoded at once (each msgpack
+    bin size, the bytes anywhere among the fields)."""
+    data = os.urandom(length)
+    fields: list[tuple[str, object]] = [("Status", {"code": 200, "message": "Media sent"}), ("Extension", "mp4"),
+                                        ("Offset", 1 << 33)]
+    at = {"first": 0, "middle": 2, "last": 3}[where]
+    fields.insert(at, ("BytesBase64", data))
+    body = dict(fields)
+    prepared = PreparedResponse(body, "BytesBase64", length)
+    prepared.hole[:] = data
+    assert prepared.finish(0xFEEDF00D) == encode_response(0xFEEDF00D, body)
+
+
+def test_a_prepared_response_needs_its_field():
+    with pytest.raises(ValueError, match="'Data' is not a field"):
+        PreparedResponse({"Status": {"code": 200}}, "Data", 3)

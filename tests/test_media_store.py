@@ -1,6 +1,7 @@
-"""The S3 media store against a real S3 server (SeaweedFS): two nodes on one
-bucket, one object per content, a start-up that fails in one line naming
-endpoint and bucket, and credentials that never reach a log."""
+"""The media stores.  S3 against a real S3 server (SeaweedFS): two nodes on
+one bucket, one object per content, a start-up that fails in one line naming
+endpoint and bucket, and credentials that never reach a log.  Local disk:
+ranges read from the page cache and from the disk alike."""
 
 from __future__ import annotations
 
@@ -13,6 +14,9 @@ import time
 
 import obstore
 import pytest
+
+from storage.blobs import LocalBlobs
+from storage.errors import BlobMissing
 
 from .seaweedfs import ACCESS_KEY, BUCKETS, REGION, SECRET_KEY
 from .support import ROOT, ServerProcess, free_port
@@ -188,3 +192,34 @@ def _alive(pid: int) -> bool:
             return f.read().rsplit(")", 1)[1].split()[0] != "Z"
     except FileNotFoundError:
         return False
+
+
+async def test_local_ranges_read_the_same_bytes_from_the_page_cache_and_from_the_disk(tmp_path):
+    """A range is read without a thread when its bytes are cached and in a
+    thread when they must come from the disk: the same bytes either way, and
+    a range at or past the end reads what is there."""
+    blobs = LocalBlobs(tmp_path)
+    data = os.urandom(3 << 20)
+    sha256 = await blobs.put_bytes(data)
+    path = blobs.path_for(sha256)
+
+    async def read(offset: int, length: int) -> bytes:
+        into = bytearray(length)
+        got = await blobs.read_range_into(sha256, offset, memoryview(into))
+        return bytes(into[:got])
+
+    assert await read(5, 1 << 20) == data[5 : 5 + (1 << 20)]  # cached: just written
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)  # written and synced: clean pages, dropped
+    finally:
+        os.close(fd)
+    assert await read(len(data) - 100, 1 << 20) == data[-100:]  # from the disk, short at the end
+    assert await read(1 << 20, 2 << 20) == data[1 << 20 :]
+    assert await read(len(data), 10) == b""
+    with pytest.raises(BlobMissing):
+        await read_missing(blobs)
+
+
+async def read_missing(blobs: LocalBlobs) -> int:
+    return await blobs.read_range_into(hashlib.sha256(b"never stored").digest(), 0, memoryview(bytearray(1)))

@@ -395,3 +395,41 @@ async def test_unknown_keys_and_uploads_answer_404_for_ranges_and_status(on_part
 def _write(path: Path, data: bytes) -> Path:
     path.write_bytes(data)
     return path
+
+
+async def test_parts_sent_again_with_other_bytes_are_what_the_file_keeps_and_is_named_by(on_parts, parts_server):
+    """The file's hash is kept as parts arrive: a part that arrived early is
+    hashed from the file once the gap before it is filled, and a part sent
+    again over hashed bytes makes the finish hash the file anew.  Either way
+    the stored file is the last bytes sent, named by their SHA-256, and a
+    sha256 given at the start is checked against them."""
+    alice = await on_parts()
+    first = [os.urandom(PART) for _ in range(3)]
+    final = [os.urandom(PART), first[1], os.urandom(PART)]
+    data = b"".join(final)
+    for sha256 in (None, hashlib.sha256(data).digest()):
+        upload = (await alice.start_upload(len(data), "zip", sha256)).upload
+        await alice.upload_part(upload, 0, first[0])  # hashed at once
+        await alice.upload_part(upload, 2, first[2])  # early: waits for part 1
+        await alice.upload_part(upload, 2, final[2])  # early, again, other bytes
+        await alice.upload_part(upload, 1, final[1])  # fills the gap: part 2 read back from the file
+        await alice.upload_part(upload, 0, final[0])  # over hashed bytes: the finish reads the file
+        key = await alice.finish_upload(upload)
+        assert (await alice.get_media(key)).data == data
+        digest = hashlib.sha256(data).hexdigest()
+        assert (parts_server.data_dir / "media" / digest[:2] / digest[2:4] / digest).read_bytes() == data
+
+
+async def test_parts_in_order_are_hashed_as_they_arrive(on_parts, parts_server):
+    """Parts sent in order, all at once (so they are written, synced and
+    recorded together, in any order), finish with the right name and bytes."""
+    alice = await on_parts()
+    data = os.urandom(3 * PART + 7)
+    upload = (await alice.start_upload(len(data), "zip", hashlib.sha256(data).digest())).upload
+    parts = pieces(data)
+    await asyncio.gather(*(alice.upload_part(upload, i, part) for i, part in enumerate(parts)))
+    assert (await alice.upload_status(upload)).missing == ()
+    key = await alice.finish_upload(upload)
+    assert (await alice.get_media(key)).data == data
+    digest = hashlib.sha256(data).hexdigest()
+    assert (parts_server.data_dir / "media" / digest[:2] / digest[2:4] / digest).exists()

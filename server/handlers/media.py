@@ -16,6 +16,7 @@ import logging
 from typing import Any
 
 from protocol.codecs import Codec
+from protocol.frames import PreparedResponse
 from protocol.requests import GET_MEDIA, MEDIA
 from protocol.requests.media import (
     IMAGE_MAGIC,
@@ -59,7 +60,7 @@ async def upload(call: Call) -> dict[str, Any]:
 
 
 @route(GET_MEDIA)
-async def get_media(call: Call) -> dict[str, Any]:
+async def get_media(call: Call) -> dict[str, Any] | PreparedResponse:
     if wants_dialog_listing(call.body):
         return await dialog_media(call)  # the listing belongs to the dialogs area
     req = MediaDownload.parse(call.body)
@@ -82,35 +83,44 @@ async def get_media(call: Call) -> dict[str, Any]:
     # The file is read only when the connection has room for its answer: a
     # client that pipelines downloads and does not read them gets them one
     # bound's worth at a time, not all read into memory at once.
-    size = answer_size(row.size, call.codec)
-    async with call.conn.answer_room(size):
-        try:
-            data = await call.app.blobs.read(row.sha256)
-            return ok("Media sent", BytesBase64=data, Extension=row.extension, Hash=row.key)
-        except BlobMissing:
-            raise _missing(row) from None
+    return await _send_bytes(call, row, 0, row.size)
 
 
-async def _send_range(call: Call, row: MediaRow, offset: int, limit: int) -> dict[str, Any]:
+async def _send_range(call: Call, row: MediaRow, offset: int, limit: int) -> dict[str, Any] | PreparedResponse:
     """Up to ``limit`` bytes from ``offset``: fewer at the end of the file,
     none at its very end; past it, 416.  Room is taken as for a whole file,
     so ranges pipelined and left unread are read a bound's worth at a time."""
     if offset > row.size:
         raise RangeNotSatisfiable(f"offset {offset} is past the end of the file ({row.size} bytes)", Size=row.size)
-    length = min(limit, row.size - offset)
-    # Counted twice: while the answer is built, the bytes read and the frame
-    # that encodes them both exist.  Whole files count once and are rarely
-    # pipelined; ranges are made to be, by many readers at once.
-    size = 2 * answer_size(length, call.codec)
-    async with call.conn.answer_room(size):
+    return await _send_bytes(call, row, offset, min(limit, row.size - offset), Offset=offset, Size=row.size)
+
+
+async def _send_bytes(
+    call: Call, row: MediaRow, offset: int, length: int, **fields: int
+) -> dict[str, Any] | PreparedResponse:
+    """The answer carrying ``length`` bytes of the file from ``offset``, once
+    the connection has room for it.  In msgpack the bytes are read from the
+    store straight into the answer's frame (one buffer of their size); in
+    JSON they are read, then encoded as base64 into the frame: both counted."""
+    raw = call.codec == Codec.MSGPACK
+    async with call.conn.answer_room(answer_size(length, call.codec) * (1 if raw else 2)):
+        body = ok("Media sent", BytesBase64=b"", Extension=row.extension, Hash=row.key, **fields)
+        answer: dict[str, Any] | PreparedResponse
+        if raw:
+            answer = PreparedResponse(body, "BytesBase64", length)
+            into = answer.hole
+        else:
+            answer = body
+            into = memoryview(bytearray(length))
+            body["BytesBase64"] = into.obj
         try:
-            data = await call.app.blobs.read_range(row.sha256, offset, length) if length else b""
-            if len(data) != length:
-                log.error("media %s: file %s is shorter than its %d bytes", row.key, row.sha256.hex(), row.size)
-                raise InternalError("media file is damaged on the server")
-            return ok("Media sent", BytesBase64=data, Extension=row.extension, Hash=row.key, Offset=offset, Size=row.size)
+            got = await call.app.blobs.read_range_into(row.sha256, offset, into) if length else 0
         except BlobMissing:
             raise _missing(row) from None
+        if got != length:
+            log.error("media %s: file %s is shorter than its %d bytes", row.key, row.sha256.hex(), row.size)
+            raise InternalError("media file is damaged on the server")
+        return answer
 
 
 async def send_thumbnail(call: Call, row: media.MediaRow, tag: str) -> dict[str, Any]:

@@ -92,9 +92,13 @@ async def part(call: Call) -> dict[str, Any]:
         raise Unprocessable(f"bytes: part {req.part} must be {expected} bytes, not {len(req.data)}")
     if req.part == 0:
         check_content(row.extension, req.data)  # an "image" that is not one is refused at its first bytes
-    await call.app.staging.write(row.id, req.part * row.part_size, req.data, row.parts)
-    async with call.app.changes("uploads.part") as ch:
-        live = await uploads.record_part(ch.db, row.id, call.user_id, req.part)
+    app, owner = call.app, call.user_id
+
+    async def record(parts: list[int]) -> bool:
+        async with app.changes("uploads.part") as ch:
+            return await uploads.record_parts(ch.db, row.id, owner, parts)
+
+    live = await app.staging.store_part(row.id, req.part * row.part_size, req.data, row.parts, req.part, record)
     if not live:
         raise NotFound(NO_UPLOAD)
     return ok("Part stored", Part=req.part)
