@@ -38,7 +38,7 @@ def encode_body(codec: Codec, body: dict[str, Any]) -> bytes:
     return orjson.dumps(body, default=_json_default)
 
 
-def decode_body(codec: int, data: bytes | memoryview) -> dict[str, Any]:
+def decode_body(codec: int, data: bytes | bytearray | memoryview) -> dict[str, Any]:
     """Parse one body map; anything but a well-formed map is a BadRequest.
 
     An empty payload is an empty map, so a request that needs no fields may
@@ -76,7 +76,7 @@ def decode_body(codec: int, data: bytes | memoryview) -> dict[str, Any]:
     return body
 
 
-def _non_text_key_path(data: bytes | memoryview) -> str:
+def _non_text_key_path(data: bytes | bytearray | memoryview) -> str:
     """The dotted path of the first map with a key that is not text (``body``
     for the top), found by decoding again without the key check: only a
     refused body pays for it."""

@@ -35,6 +35,8 @@ MAGIC = b"SS"
 VERSION = 1
 HEADER = struct.Struct(">2sBBBBII")
 HEADER_SIZE = HEADER.size  # 14
+#: A decoder's receive buffer between frames (``Decoder.get_buffer``).
+SCRATCH_SIZE = 256 * 1024
 MAX_NAME_LENGTH = 64
 DEFAULT_MAX_PAYLOAD = 1 << 20  # 1 MiB for ordinary requests
 
@@ -80,7 +82,7 @@ class Frame(NamedTuple):
     codec: int
     request_id: int
     name: str
-    body: bytes
+    body: bytes | bytearray  # a bytearray when received straight into it (``Decoder`` with ``direct_min``)
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,15 +119,27 @@ class Decoder:
     raises (or lowers) it for named frames, e.g. ``{"Media": 28 << 20}``.  An
     oversized frame is answered as soon as its header (and name) arrive and its
     remaining bytes are discarded unread, so it never sits in memory.
+
+    Bytes are given either by ``feed(data)`` or, for a reader that receives
+    into buffers (``asyncio.BufferedProtocol``), by ``get_buffer`` then
+    ``buffer_updated(n)``.  With ``direct_min``, a frame whose body is at
+    least that long gets a buffer of its exact size as soon as its header is
+    in, the bytes after go straight into it, and it becomes the frame's body:
+    a large answer (a file's range) is then copied once from the socket
+    instead of three times.  That buffer is allocated before the bytes
+    arrive, so only a side that trusts its peer's sizes should ask for it
+    (the SDK does; a server does not).
     """
 
-    __slots__ = ("_buf", "_skip", "_closed", "accept", "max_payload", "name_limits", "_hard_max")
+    __slots__ = ("_buf", "_skip", "_closed", "accept", "max_payload", "name_limits", "_hard_max", "direct_min",
+                 "_direct", "_direct_have", "_direct_frame", "_scratch")
 
     def __init__(
         self,
         accept: frozenset[FrameKind] | set[FrameKind],
         max_payload: int = DEFAULT_MAX_PAYLOAD,
         name_limits: Mapping[str, int] | None = None,
+        direct_min: int = 0,
     ) -> None:
         self._buf = bytearray()
         self._skip = 0
@@ -134,6 +148,11 @@ class Decoder:
         self.max_payload = max_payload
         self.name_limits = dict(name_limits or {})
         self._hard_max = max([max_payload, *self.name_limits.values()])
+        self.direct_min = direct_min
+        self._direct: bytearray | None = None  # the body being received straight into
+        self._direct_have = 0
+        self._direct_frame: tuple[FrameKind, int, int, str] = (FrameKind.RESPONSE, 0, 0, "")
+        self._scratch: memoryview | None = None
 
     @property
     def closed(self) -> bool:
@@ -142,25 +161,60 @@ class Decoder:
     @property
     def buffered(self) -> int:
         """Bytes held waiting for the rest of a frame."""
-        return len(self._buf)
+        return len(self._buf) + self._direct_have
 
     @property
     def pending(self) -> bool:
         """A frame has started but not finished arriving (held or being skipped)."""
-        return bool(self._buf) or self._skip > 0
+        return bool(self._buf) or self._skip > 0 or self._direct is not None
 
-    def feed(self, data: bytes) -> list[Event]:
+    def get_buffer(self, sizehint: int = -1) -> memoryview:
+        """Where the next received bytes go: the rest of a large frame's body,
+        else a scratch buffer; then call ``buffer_updated`` with their count."""
+        if self._direct is not None:
+            return memoryview(self._direct)[self._direct_have :]
+        if self._scratch is None:
+            self._scratch = memoryview(bytearray(SCRATCH_SIZE))
+        return self._scratch
+
+    def buffer_updated(self, nbytes: int) -> list[Event]:
+        """``nbytes`` were received into the last ``get_buffer``."""
+        if self._direct is not None:
+            self._direct_have += nbytes
+            return self._direct_done([]) if self._direct_have == len(self._direct) else []
+        assert self._scratch is not None
+        return self.feed(self._scratch[:nbytes])
+
+    def _direct_done(self, events: list[Event]) -> list[Event]:
+        kind, codec, request_id, name = self._direct_frame
+        assert self._direct is not None
+        events.append(Frame(kind, codec, request_id, name, self._direct))
+        self._direct = None
+        self._direct_have = 0
+        return events
+
+    def feed(self, data: bytes | memoryview) -> list[Event]:
         if self._closed:
             return []
+        events: list[Event] = []
+        if self._direct is not None:
+            take = min(len(data), len(self._direct) - self._direct_have)
+            self._direct[self._direct_have : self._direct_have + take] = data[:take]
+            self._direct_have += take
+            if self._direct_have < len(self._direct):
+                return events
+            self._direct_done(events)
+            data = data[take:]
+            if not data:
+                return events
         if self._skip:
             if len(data) <= self._skip:
                 self._skip -= len(data)
-                return []
+                return events
             data = data[self._skip :]
             self._skip = 0
         buf = self._buf
         buf += data
-        events: list[Event] = []
         pos = 0
         end = len(buf)
         while end - pos >= HEADER_SIZE:
@@ -221,6 +275,14 @@ class Decoder:
                 pos = self._discard(buf, body_start, frame_end)
                 continue
             if end < frame_end:
+                if self.direct_min and frame_end - name_end >= self.direct_min:
+                    # The rest of this body goes straight into its own buffer.
+                    self._direct = direct = bytearray(frame_end - name_end)
+                    self._direct_have = end - name_end
+                    self._direct_frame = (_KINDS[kind], codec, request_id, name)
+                    with memoryview(buf) as view:
+                        direct[: self._direct_have] = view[name_end:end]
+                    pos = end
                 break
             with memoryview(buf) as view:  # one copy of the body, not two (a slice, then bytes of it)
                 body = bytes(view[name_end:frame_end])
@@ -250,6 +312,7 @@ class Decoder:
     def _fatal(self, events: list[Event], request_id: int, message: str) -> list[Event]:
         self._closed = True
         self._buf.clear()
+        self._direct = None
         events.append(FrameError(request_id, Status.BAD_REQUEST, message, True))
         return events
 

@@ -42,6 +42,7 @@ from typing import TypeVar, cast
 
 from protocol.status import Conflict, TooManyRequests
 from storage.blobs import CHUNK, file_digest, fsync_dir
+from storage.uploads import UploadRow
 
 T = TypeVar("T")
 
@@ -58,9 +59,11 @@ Record = Callable[[list[int]], Awaitable[bool]]
 class _Upload:
     """What this process knows of one staged upload."""
 
-    __slots__ = ("writing", "written", "idle", "finishing", "pending", "settler", "lock", "hasher", "hashed", "ahead")
+    __slots__ = ("row", "writing", "written", "idle", "finishing", "pending", "settler", "lock", "hasher", "hashed",
+                 "ahead")
 
     def __init__(self) -> None:
+        self.row: UploadRow | None = None  # as it was when its first part here was taken
         self.writing = 0  # parts being stored now (written, synced, recorded)
         self.written = 0  # part writes since this process started
         self.idle = asyncio.Event()
@@ -107,6 +110,18 @@ class Staging:
         if state is None:
             state = self._uploads[upload_id] = _Upload()
         return state
+
+    def known(self, upload_id: str, owner_id: int) -> UploadRow | None:
+        """The row of an upload staged here that took a part, if ``owner_id``
+        owns it: a part needs no read of the database to find its upload.
+        Whether the upload may still take parts is decided by the commit that
+        records them (storage.uploads.record_parts)."""
+        state = self._uploads.get(upload_id)
+        row = state.row if state is not None else None
+        return row if row is not None and row.owner_id == owner_id else None
+
+    def remember(self, row: UploadRow) -> None:
+        self._state(row.id).row = row
 
     async def store_part(self, upload_id: str, offset: int, data: bytes, parts: int, part: int, record: Record) -> bool:
         """Write one part's bytes at ``offset``, make them durable and record

@@ -151,6 +151,11 @@ def code_from(msg: Message) -> str:
     return match.group(1)
 
 
+def database_url(server: ServerProcess) -> str:
+    """The URL of the database a test server was started on."""
+    return server.args[server.args.index("--database-url") + 1]
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

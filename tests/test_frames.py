@@ -198,6 +198,51 @@ def test_any_chunking_yields_the_same_events(frames, data):
     assert not decoder.pending and decoder.buffered == 0
 
 
+def received(decoder: Decoder, stream: bytes, cuts: list[int]) -> list:
+    """``stream`` given as a BufferedProtocol gives it: into ``get_buffer``,
+    at most what each buffer takes, in pieces ending at ``cuts``."""
+    events: list = []
+    pos = 0
+    for stop in [*sorted(set(cuts)), len(stream)]:
+        while pos < stop:
+            into = decoder.get_buffer(-1)
+            n = min(len(into), stop - pos)
+            into[:n] = stream[pos : pos + n]
+            events += decoder.buffer_updated(n)
+            pos += n
+    return events
+
+
+@settings(max_examples=60, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(any_frame(), min_size=1, max_size=4), st.data(), st.sampled_from([0, 1, 16, 1000]))
+def test_bytes_received_into_the_decoders_buffers_yield_the_same_events(frames, data, direct_min):
+    """Through ``get_buffer``/``buffer_updated`` as through ``feed``, with or
+    without bodies received straight into their own buffer, whatever the
+    chunking: the same events."""
+    stream = b"".join(f for f, _ in frames)
+    expected = [frame for _, frame in frames]
+    cuts = data.draw(st.lists(st.integers(0, len(stream)), max_size=20))
+    decoder = Decoder(ALL_KINDS, direct_min=direct_min)
+    assert received(decoder, stream, cuts) == expected
+    assert not decoder.pending and decoder.buffered == 0
+    assert feed_chunks(Decoder(ALL_KINDS, direct_min=direct_min), stream, cuts) == expected
+
+
+def test_a_large_body_is_received_straight_into_its_own_buffer():
+    data = os.urandom(300_000)
+    stream = encode_response(7, {"BytesBase64": data}) + encode_pong(8)
+    decoder = Decoder(ALL_KINDS, direct_min=1000)
+    assert decoder.feed(stream[:5000]) == []
+    into = decoder.get_buffer(-1)
+    assert len(into) == len(stream) - 5000 - len(encode_pong(8))  # exactly the rest of the body
+    assert decoder.buffered == 5000 - HEADER_SIZE and decoder.pending
+    into[:] = stream[5000 : 5000 + len(into)]
+    (frame,) = decoder.buffer_updated(len(into))
+    assert isinstance(frame.body, bytearray) and decode_body(Codec.MSGPACK, frame.body) == {"BytesBase64": data}
+    assert frame.request_id == 7 and not decoder.pending
+    assert [f.kind for f in received(decoder, encode_pong(8), [])] == [FrameKind.PONG]
+
+
 def test_every_split_point_and_byte_by_byte():
     stream = (
         encode_request(1, "Auth", {"email": "a@b.c", "password": "x"})

@@ -17,6 +17,7 @@ from client_sdk.errors import SessiaError
 from protocol.codecs import Codec
 
 from .conftest import unique
+from .support import database_url
 
 PASSWORD = "correct horse battery"
 
@@ -36,10 +37,6 @@ SQL = [
     "\\",
 ]
 TRAVERSAL = ["../../etc/passwd", "..", "/etc/passwd", "png/../../x", "..\\..\\boot.ini", "%2e%2e%2f", "png\x00.sh"]
-
-
-def database_url(server) -> str:
-    return server.args[server.args.index("--database-url") + 1]
 
 
 async def snapshot(server) -> dict[str, int]:

@@ -12,12 +12,13 @@ import re
 import time
 from pathlib import Path
 
+import asyncpg
 import pytest
 
 from client_sdk import Codec, ConnectionClosed, NotFound, RangeNotSatisfiable, TooLarge
 from client_sdk.errors import ProtocolError
 
-from .support import refused
+from .support import database_url, refused
 
 PART = 64 * 1024  # the part size of the servers here: small parts, small test files
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -433,3 +434,24 @@ async def test_parts_in_order_are_hashed_as_they_arrive(on_parts, parts_server):
     assert (await alice.get_media(key)).data == data
     digest = hashlib.sha256(data).hexdigest()
     assert (parts_server.data_dir / "media" / digest[:2] / digest[2:4] / digest).exists()
+
+
+async def test_a_part_is_refused_once_its_upload_is_not_its_senders_or_has_expired(on_parts, parts_server):
+    """After its first part, a node takes an upload's later parts without
+    reading its row again; who may add a part, and until when, is still
+    decided by the commit that records it: another account's part is 404,
+    and so is a part arriving after the upload expired, before any pass
+    removed it."""
+    alice, mallory = await on_parts(), await on_parts()
+    data = os.urandom(3 * PART)
+    upload = (await alice.start_upload(len(data), "zip")).upload
+    parts = pieces(data)
+    await alice.upload_part(upload, 0, parts[0])
+    await refused(404, mallory.upload_part(upload, 1, parts[1]), f"^{re.escape(NO_UPLOAD)}$")
+    conn = await asyncpg.connect(database_url(parts_server))
+    try:
+        await conn.execute("UPDATE uploads SET expires_at = now() - interval '1 second' WHERE id = $1", upload)
+    finally:
+        await conn.close()
+    await refused(404, alice.upload_part(upload, 1, parts[1]), f"^{re.escape(NO_UPLOAD)}$")
+    await refused(404, alice.upload_status(upload), f"^{re.escape(NO_UPLOAD)}$")

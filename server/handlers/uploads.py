@@ -81,7 +81,11 @@ async def start(call: Call) -> dict[str, Any]:
 @route(UPLOAD_PART)
 async def part(call: Call) -> dict[str, Any]:
     req = UploadPart.parse(call.body, MAX_PART_SIZE)
-    row = await _upload_of(call, req.upload)
+    # The upload's row as this node staged it (a part can only be stored
+    # here), else from the database; either way whether it may still take
+    # parts (its owner, not expired, not finished) is decided again by the
+    # commit that records the part.
+    row = call.app.staging.known(req.upload, call.user_id) or await _upload_of(call, req.upload)
     if row.media_key is not None:
         raise Conflict("upload is already finished")
     _staged_here(call, row)
@@ -93,6 +97,7 @@ async def part(call: Call) -> dict[str, Any]:
     if req.part == 0:
         check_content(row.extension, req.data)  # an "image" that is not one is refused at its first bytes
     app, owner = call.app, call.user_id
+    app.staging.remember(row)
 
     async def record(parts: list[int]) -> bool:
         async with app.changes("uploads.part") as ch:
