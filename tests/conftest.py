@@ -118,6 +118,8 @@ def start_server(tmp_path_factory, new_database, smtp: MailBox, clients_file: Pa
 
     yield start
     for server in started:
+        server.ask_to_stop()
+    for server in started:
         server.stop()
 
 

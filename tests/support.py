@@ -38,6 +38,7 @@ class ServerProcess:
         self.host = "127.0.0.1"
         self.port = 0
         self.log: list[str] = []
+        self._asked: subprocess.Popen | None = None  # the process ask_to_stop signalled
         self._reader: threading.Thread | None = None
 
     def start(self, timeout: float = 60.0) -> ServerProcess:
@@ -76,10 +77,17 @@ class ServerProcess:
             raise RuntimeError("server did not start:\n" + "\n".join(self.log[-40:]))
         return self
 
+    def ask_to_stop(self) -> None:
+        """Send SIGTERM and go on: many servers then stop at once, and
+        ``stop`` waits for this one without signalling it again."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            self._asked = self.proc
+
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int | None:
         if self.proc is None:
             return None
-        if self.proc.poll() is None:
+        if self.proc.poll() is None and not (sig == signal.SIGTERM and self._asked is self.proc):
             self.proc.send_signal(sig)
             try:
                 self.proc.wait(timeout)
@@ -89,6 +97,16 @@ class ServerProcess:
         if self._reader is not None:
             self._reader.join(5)
         return self.proc.returncode
+
+    async def logged(self, text: str, timeout: float = 10.0) -> bool:
+        """Whether a line containing ``text`` is in the log within ``timeout``:
+        a line written just before an answer may be read after it."""
+        deadline = time.monotonic() + timeout
+        while not any(text in line for line in self.log):
+            if time.monotonic() > deadline:
+                return False
+            await asyncio.sleep(0.02)
+        return True
 
     def alarms(self, since: int = 0) -> list[str]:
         """The lines of the log from line ``since`` on that show a bug (``LOG_ALARMS``)."""
