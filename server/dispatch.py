@@ -66,14 +66,15 @@ class Dispatcher:
             log.exception("unhandled error in %s", frame.name)
             code = 500
             result = InternalError("internal error").to_body()
+        data: bytes | bytearray
         if isinstance(result, PreparedResponse):
-            self.stats.record(frame.name, code, perf_counter() - started)
-            return result.finish(frame.request_id)
-        try:
-            data = encode_response(frame.request_id, result, frame.codec)
-        except (TypeError, ValueError, OverflowError):
-            log.exception("cannot encode the answer to %s", frame.name)
-            code = 500
-            data = encode_response(frame.request_id, InternalError("internal error").to_body(), frame.codec)
+            data = result.finish(frame.request_id)
+        else:
+            try:
+                data = encode_response(frame.request_id, result, frame.codec)
+            except (TypeError, ValueError, OverflowError):
+                log.exception("cannot encode the answer to %s", frame.name)
+                code = 500
+                data = encode_response(frame.request_id, InternalError("internal error").to_body(), frame.codec)
         self.stats.record(frame.name, code, perf_counter() - started)
         return data

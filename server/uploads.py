@@ -120,16 +120,16 @@ class Staging:
         row = state.row if state is not None else None
         return row if row is not None and row.owner_id == owner_id else None
 
-    def remember(self, row: UploadRow) -> None:
-        self._state(row.id).row = row
-
-    async def store_part(self, upload_id: str, offset: int, data: bytes, parts: int, part: int, record: Record) -> bool:
-        """Write one part's bytes at ``offset``, make them durable and record
-        them (with the parts written meanwhile: one sync, one commit); False
-        if the upload is gone.  Refused while the upload is being finished or
-        once it is, and once it has taken twice its parts (plus ``RESENDS``)
-        in writes."""
+    async def store_part(self, row: UploadRow, part: int, data: bytes, record: Record) -> bool:
+        """Write part ``part`` of the upload ``row`` (its bytes checked by the
+        caller), make it durable and record it (with the parts written
+        meanwhile: one sync, one commit); False if the upload is gone.
+        Refused while the upload is being finished or once it is, and once it
+        has taken twice its parts (plus ``RESENDS``) in writes.  The row is
+        kept for ``known``."""
+        upload_id, parts = row.id, row.parts
         state = self._state(upload_id)
+        state.row = row
         if state.finishing is not None:
             done = state.finishing.done() and not state.finishing.cancelled() and state.finishing.exception() is None
             raise Conflict("upload is already finished" if done else "upload is being finished")
@@ -141,7 +141,7 @@ class Staging:
         state.writing += 1
         state.idle.clear()
         try:
-            await asyncio.to_thread(self._pwrite, state, self.path(upload_id), offset, data)
+            await asyncio.to_thread(self._pwrite, state, self.path(upload_id), part * row.part_size, data)
             settled: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
             state.pending.append((part, settled))
             if state.settler is None:
@@ -161,13 +161,15 @@ class Staging:
                     if self.durable:
                         await asyncio.to_thread(_fdatasync, self.path(upload_id))
                     live = await record(sorted({part for part, _ in batch}))
-                except BaseException as exc:
+                except asyncio.CancelledError:  # the server is stopping: so are the parts' requests
+                    for _, settled in [*batch, *state.pending]:
+                        settled.cancel()
+                    raise
+                except Exception as exc:
                     for _, settled in batch:
                         if not settled.done():
                             settled.set_exception(exc)
                             settled.exception()  # seen: a waiter that left does not make it "never retrieved"
-                    if isinstance(exc, asyncio.CancelledError):
-                        raise
                     continue
                 for _, settled in batch:
                     if not settled.done():

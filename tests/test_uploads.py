@@ -455,3 +455,30 @@ async def test_a_part_is_refused_once_its_upload_is_not_its_senders_or_has_expir
         await conn.close()
     await refused(404, alice.upload_part(upload, 1, parts[1]), f"^{re.escape(NO_UPLOAD)}$")
     await refused(404, alice.upload_status(upload), f"^{re.escape(NO_UPLOAD)}$")
+
+
+async def test_a_part_racing_the_finish_is_in_the_file_or_refused(on_parts):
+    """The last part and the finish sent at once: either the part is stored
+    and synced before the finish hashes the file (the key has every byte),
+    or the part is refused as the upload is being finished and the finish
+    says which part is missing.  Never a key whose bytes lack the part."""
+    alice = await on_parts()
+    data = os.urandom(3 * PART)
+    parts = pieces(data)
+    for _ in range(4):
+        upload = (await alice.start_upload(len(data), "zip")).upload
+        for i in (0, 1):
+            await alice.upload_part(upload, i, parts[i])
+        stored, finished = await asyncio.gather(
+            alice.upload_part(upload, 2, parts[2]), alice.finish_upload(upload), return_exceptions=True
+        )
+        if isinstance(finished, str):
+            assert stored is None, stored  # stored: answered 200
+            key = finished
+        else:
+            assert getattr(finished, "code", None) == 409, finished
+            if isinstance(stored, BaseException):
+                assert getattr(stored, "code", None) == 409, stored
+                await alice.upload_part(upload, 2, parts[2])
+            key = await alice.finish_upload(upload)
+        assert (await alice.get_media(key)).data == data

@@ -97,13 +97,12 @@ async def part(call: Call) -> dict[str, Any]:
     if req.part == 0:
         check_content(row.extension, req.data)  # an "image" that is not one is refused at its first bytes
     app, owner = call.app, call.user_id
-    app.staging.remember(row)
 
     async def record(parts: list[int]) -> bool:
         async with app.changes("uploads.part") as ch:
             return await uploads.record_parts(ch.db, row.id, owner, parts)
 
-    live = await app.staging.store_part(row.id, req.part * row.part_size, req.data, row.parts, req.part, record)
+    live = await app.staging.store_part(row, req.part, req.data, record)
     if not live:
         raise NotFound(NO_UPLOAD)
     return ok("Part stored", Part=req.part)
